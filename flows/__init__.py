@@ -1,0 +1,1 @@
+"""Prefect flows that run lrp-audit across a Ray cluster."""

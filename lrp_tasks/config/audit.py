@@ -1,0 +1,168 @@
+"""The audit configuration: one YAML file describes one audit.
+
+``AuditConfig`` is also the Prefect flow parameter, so it stays JSON-schema friendly: unions are
+discriminated by a literal field (``kind``, ``preset``) and every field has a plain JSON type.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .base import Bool, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
+from .composite import CompositeSpec, EpsilonPlusFlatSpec
+from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .model_spec import ModelSpec
+
+# -- target ---------------------------------------------------------------------------------------
+
+
+class PredictedTarget(StrictModel):
+    """Explain the class the model predicts."""
+
+    kind: Literal["predicted"]
+
+
+class LabelTarget(StrictModel):
+    """Explain the true label (needs labelled data)."""
+
+    kind: Literal["label"]
+
+
+class ClassTarget(StrictModel):
+    """Explain one fixed class for every sample."""
+
+    kind: Literal["class"]
+    index: NonNegativeInt
+
+
+class TopKTarget(StrictModel):
+    """Explain each of the k highest-scoring classes."""
+
+    kind: Literal["top_k"]
+    k: PositiveInt
+
+
+TargetSpec = Annotated[
+    PredictedTarget | LabelTarget | ClassTarget | TopKTarget,
+    Field(discriminator="kind"),
+    BeforeValidator(lambda v: {"kind": v} if isinstance(v, str) else v),
+]
+"""``{kind: predicted}`` (or just ``predicted``), ``label``, ``{kind: class, index: 3}``, ``{kind: top_k, k: 3}``."""
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+def _features(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise PydanticCustomError("features", "a top-n feature count must be >= 1, got {n}", {"n": value})
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if min(value) < 0:
+            raise PydanticCustomError("features", "feature indices must be >= 0, got {v}", {"v": value})
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("features", "feature indices must not repeat, got {v}", {"v": value})
+        return value
+    raise PydanticCustomError(
+        "features",
+        "features is a top-n count (an int >= 1) or a non-empty list of channel indices, got {v!r}",
+        {"v": value},
+    )
+
+
+class CRPSpec(StrictModel):
+    """Concept-conditional relevance: per-feature heatmaps for the channels of one layer."""
+
+    layer: NonEmptyStr
+    features: Annotated[
+        int | list[int],
+        BeforeValidator(_features),
+        Field(description="top-n most relevant channels (an int) or explicit channel indices (a list)"),
+    ]
+
+
+class StorageSpec(StrictModel):
+    """What is kept of each explanation."""
+
+    dtype: Literal["float16", "float32"] = "float32"
+    keep_input: Bool = True
+    layerwise: list[NonEmptyStr] = Field(default_factory=list)
+    """Module names whose relevance is kept besides the input relevance (may be empty)."""
+    crp: CRPSpec | None = None
+
+    @field_validator("layerwise")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"layer names must not repeat: {', '.join(repeated)}")
+        return value
+
+
+# -- execution ------------------------------------------------------------------------------------
+
+
+class RaySpec(StrictModel):
+    """Where shards run: ``address`` None starts a local Ray, otherwise e.g. ``ray://head:10001``."""
+
+    address: NonEmptyStr | None = None
+    workers: PositiveInt = 1
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: NonNegativeFloat = 0.0
+
+
+# -- the audit ------------------------------------------------------------------------------------
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class AuditConfig(StrictModel):
+    """One audit: explain every sample of ``dataset`` with ``model`` and keep the results in ``output``."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    output: NonEmptyStr
+    """Directory or fsspec URL (``s3://bucket/audits/x``) that receives the Zarr + Parquet results."""
+    model: ModelSpec
+    dataset: DatasetSpec
+    preprocessing: Preprocessing = Preprocessing()
+    composite: CompositeSpec = EpsilonPlusFlatSpec(preset="EpsilonPlusFlat")
+    target: TargetSpec = PredictedTarget(kind="predicted")
+    seed: Literal["one-hot", "logit"] = "one-hot"
+    """Output relevance: 1 at the target class (``one-hot``) or the target's logit (``logit``)."""
+    storage: StorageSpec = StorageSpec()
+    shard_size: PositiveInt = 256
+    ray: RaySpec = RaySpec()
+    retries: NonNegativeInt = 2
+    batch_size: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _preprocessing_fits_dataset(self) -> AuditConfig:
+        prep, data = self.preprocessing, self.dataset
+        for key in ("resize", "crop"):
+            if getattr(prep, key) is not None and not isinstance(data, ImageFolderSpec):
+                raise PydanticCustomError(
+                    "preprocessing_mismatch",
+                    "{key} applies to image folders only, the dataset is {kind}",
+                    {"field": f"preprocessing.{key}", "key": key, "kind": data.kind},
+                )
+        channels = _channels(data)
+        for key in ("mean", "std"):
+            values = getattr(prep, key)
+            if values is not None and channels is not None and len(values) not in (1, channels):
+                raise PydanticCustomError(
+                    "preprocessing_mismatch",
+                    "{key} has {n} values but the dataset has {channels} channel(s)",
+                    {"field": f"preprocessing.{key}", "key": key, "n": len(values), "channels": channels},
+                )
+        return self
+
+
+def _channels(data: Any) -> int | None:
+    if isinstance(data, ImageFolderSpec):
+        return data.channels
+    if isinstance(data, DigitsSpec):
+        return 1
+    return None  # arrays: known only once the file is opened

@@ -1,0 +1,98 @@
+"""Shared building blocks of the configuration schema.
+
+Every model forbids unknown keys (a typo must be an error, not a silently ignored setting) and is
+frozen (a config is a value: hashable, digestible, safe to pass to many workers). Numbers are
+strict so that YAML's ``true`` is not taken for ``1``; ints are still accepted where floats are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Float = Annotated[float, Field(strict=True)]
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
+Bool = Annotated[bool, Field(strict=True)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _nested_floats(value: Any) -> Any:
+    """A number or a rectangular nested list of numbers, as floats (bounds of ZBox)."""
+    if _is_number(value) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, list | tuple) and value:
+        items = [_nested_floats(v) for v in value]
+        shapes = {_shape(item) for item in items}
+        if len(shapes) != 1:
+            raise PydanticCustomError("ragged_bound", "nested lists must be rectangular (all rows of one length)")
+        return items
+    raise PydanticCustomError(
+        "bound_type", "expected a number or a (nested) list of numbers, got {value!r}", {"value": value}
+    )
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return () if isinstance(value, float) else (len(value), *_shape(value[0]))
+
+
+NumberOrNested = Annotated[
+    Any,
+    BeforeValidator(_nested_floats),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "array", "items": {}}],
+            "description": "a number, or nested lists of numbers broadcastable to the input",
+        }
+    ),
+]
+"""A float or a rectangular nested list of floats, e.g. per-channel bounds ``[[[-1.0]], [[-2.0]]]``."""
+
+
+def _size(value: Any) -> tuple[int, int] | int:
+    if isinstance(value, bool):
+        raise PydanticCustomError("size_type", "expected an int or [height, width], got {value!r}", {"value": value})
+    if isinstance(value, int):
+        if value <= 0:
+            raise PydanticCustomError("size_value", "size must be positive, got {value}", {"value": value})
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        return (value[0], value[1])
+    raise PydanticCustomError(
+        "size_type", "expected a positive int or [height, width] of positive ints, got {value!r}", {"value": value}
+    )
+
+
+Size = Annotated[
+    Any,
+    BeforeValidator(_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0},
+                {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+            ]
+        }
+    ),
+]
+"""A positive int or a ``[height, width]`` pair."""

@@ -1,0 +1,219 @@
+"""Which LRP rule applies to which layer, as written in a config file.
+
+Two shapes:
+
+* a preset, by name (``composite: EpsilonPlusFlat``) or with parameters
+  (``composite: {preset: EpsilonGammaBox, low: -1, high: 1}``);
+* an ordered list of entries, each a layer selector and a rule
+  (``composite: {rules: [{type: Conv2d, rule: ZPlus}, {first: true, rule: Flat}]}``).
+
+Each entry maps to one engine primitive (see ``lrp_tasks.composite_spec``); the list is passed to
+the engine's ``Composite`` in order, so the engine's precedence between primitives applies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+from .base import NonEmptyStr, NonNegativeFloat, NonNegativeInt, NumberOrNested, PositiveInt, StrictModel
+from .rules import LayerTypes, RuleSpec, check_bounds, require_bounds, suggestion
+
+Convention = Literal["rpj", "zennit"]
+"""``rpj``: this project's conventions (RelevancePropagation.jl); ``zennit``: reproduce zennit 1.0."""
+
+
+class _Preset(StrictModel):
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the engine's preset class."""
+        return self.model_dump(exclude={"preset"})
+
+
+class EpsilonGammaBoxSpec(_Preset):
+    """ZBox on the first layer, γ on convolutions, ε on dense layers; needs the input bounds."""
+
+    preset: Literal["EpsilonGammaBox"]
+    low: NumberOrNested
+    high: NumberOrNested
+    epsilon: NonNegativeFloat = 1e-6
+    gamma: NonNegativeFloat = 0.25
+    convention: Convention = "rpj"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_bounds(cls, data: Any) -> Any:
+        return require_bounds(data, "EpsilonGammaBox")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EpsilonGammaBoxSpec:
+        check_bounds(self.low, self.high, "EpsilonGammaBox")
+        return self
+
+
+class EpsilonPlusSpec(_Preset):
+    """z⁺ on convolutions, ε on dense layers."""
+
+    preset: Literal["EpsilonPlus"]
+    epsilon: NonNegativeFloat = 1e-6
+    convention: Convention = "rpj"
+
+
+class EpsilonAlpha2Beta1Spec(_Preset):
+    """α2β1 on convolutions, ε on dense layers."""
+
+    preset: Literal["EpsilonAlpha2Beta1"]
+    epsilon: NonNegativeFloat = 1e-6
+    convention: Convention = "rpj"
+
+
+class EpsilonPlusFlatSpec(_Preset):
+    """EpsilonPlus with Flat on the first weighted layer (inputs of any range)."""
+
+    preset: Literal["EpsilonPlusFlat"]
+    epsilon: NonNegativeFloat = 1e-6
+    convention: Convention = "rpj"
+
+
+class EpsilonAlpha2Beta1FlatSpec(_Preset):
+    """EpsilonAlpha2Beta1 with Flat on the first weighted layer."""
+
+    preset: Literal["EpsilonAlpha2Beta1Flat"]
+    epsilon: NonNegativeFloat = 1e-6
+    convention: Convention = "rpj"
+
+
+PRESET_SPECS: dict[str, type[_Preset]] = {
+    spec.model_fields["preset"].annotation.__args__[0]: spec  # type: ignore[union-attr]
+    for spec in (
+        EpsilonGammaBoxSpec,
+        EpsilonPlusSpec,
+        EpsilonAlpha2Beta1Spec,
+        EpsilonPlusFlatSpec,
+        EpsilonAlpha2Beta1FlatSpec,
+    )
+}
+
+PresetSpec = Annotated[
+    EpsilonGammaBoxSpec | EpsilonPlusSpec | EpsilonAlpha2Beta1Spec | EpsilonPlusFlatSpec | EpsilonAlpha2Beta1FlatSpec,
+    Field(discriminator="preset"),
+]
+
+_SELECTORS = ("name", "index", "range", "first", "last", "first_n")
+
+
+class RuleEntry(StrictModel):
+    """One entry of a rules composite: a layer selector and the rule for the layers it selects.
+
+    Selectors (at most one of name/index/range/first/last/first_n; ``type`` narrows range,
+    first, last and first_n to layers of that type, or alone selects every layer of the type;
+    no selector at all selects every layer):
+
+    * ``type: Conv2d`` (or a list, or a group such as ``Convolution``) → GlobalTypeMap
+    * ``name: features.0`` (or a list of module names) → NameMap
+    * ``index: 3`` → LayerMap; ``range: [2, 5]`` (start inclusive, stop exclusive) → RangeMap,
+      with ``type`` → RangeTypeMap
+    * ``first: true`` / ``last: true`` → First/LastLayerMap, with ``type`` → First/LastLayerTypeMap
+    * ``first_n: 2`` with ``type`` → FirstNTypeMap
+    """
+
+    type: LayerTypes | None = None
+    name: Annotated[list[NonEmptyStr], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None = None
+    index: NonNegativeInt | None = None
+    range: tuple[NonNegativeInt, NonNegativeInt] | None = None
+    first: Literal[True] | None = None
+    last: Literal[True] | None = None
+    first_n: PositiveInt | None = None
+    rule: RuleSpec
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> RuleEntry:
+        chosen = [key for key in _SELECTORS if getattr(self, key) is not None]
+        if len(chosen) > 1:
+            raise PydanticCustomError(
+                "selector_conflict",
+                "choose one selector of name, index, range, first, last, first_n; got {chosen}",
+                {"chosen": ", ".join(chosen)},
+            )
+        if self.type is not None and chosen and chosen[0] in ("name", "index"):
+            raise PydanticCustomError(
+                "selector_conflict",
+                "'{sel}' selects specific layers and cannot be combined with 'type' "
+                "(use range/first/last/first_n with type)",
+                {"sel": chosen[0]},
+            )
+        if self.first_n is not None and self.type is None:
+            raise PydanticCustomError(
+                "selector_missing_type", "first_n needs a type: the first n layers of that type", {}
+            )
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise PydanticCustomError(
+                "empty_range",
+                "range [start, stop] needs start < stop (stop is exclusive), got {range}",
+                {"range": list(self.range)},
+            )
+        return self
+
+    @property
+    def selector(self) -> str:
+        """The positional selector in use ("all" when there is none)."""
+        return next((key for key in _SELECTORS if getattr(self, key) is not None), "all")
+
+
+class RulesCompositeSpec(StrictModel):
+    """An explicit, ordered list of rule entries."""
+
+    rules: list[RuleEntry] = Field(min_length=1)
+
+
+def _normalise_composite(value: Any) -> Any:
+    """A bare preset name becomes ``{preset: name}``; unknown presets get a clear message."""
+    if isinstance(value, str):
+        value = {"preset": value}
+    if isinstance(value, dict):
+        if "preset" in value and "rules" in value:
+            raise PydanticCustomError(
+                "composite_shape", "a composite is either a preset or a list of rules, not both", {}
+            )
+        if "preset" in value and value["preset"] not in PRESET_SPECS:
+            name = value["preset"]
+            known = list(PRESET_SPECS)
+            raise PydanticCustomError(
+                "unknown_preset",
+                "unknown preset {name!r}{hint} (known presets: {known})",
+                {
+                    "name": name,
+                    "hint": suggestion(name, known) if isinstance(name, str) else "",
+                    "known": ", ".join(known),
+                },
+            )
+        if "preset" not in value and "rules" not in value:
+            raise PydanticCustomError(
+                "composite_shape",
+                "a composite is a preset name, {{preset: Name, params...}} or {{rules: [...]}}; got keys {keys}",
+                {"keys": ", ".join(map(str, value)) or "none"},
+            )
+    return value
+
+
+def _composite_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "rules" if "rules" in value else "preset"
+    if isinstance(value, RulesCompositeSpec):
+        return "rules"
+    if isinstance(value, _Preset):
+        return "preset"
+    return None
+
+
+CompositeSpec = Annotated[
+    Annotated[PresetSpec, Tag("preset")] | Annotated[RulesCompositeSpec, Tag("rules")],
+    Discriminator(
+        _composite_tag,
+        custom_error_type="composite_shape",
+        custom_error_message="a composite is a preset name, {preset: Name, params...} or {rules: [...]}",
+    ),
+    BeforeValidator(_normalise_composite),
+]
+"""A preset or an explicit rules list (see the module docstring)."""

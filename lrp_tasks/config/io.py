@@ -1,0 +1,174 @@
+"""Reading a config file, fingerprinting a config, and checking the files it names.
+
+Validation (``load_config``) is pure: it never touches the files a config names, so a config can be
+validated where they do not exist (the Prefect server, CI). ``check_files`` is the separate step
+that does, run where the audit reads them. Relative paths are relative to the working directory
+(the project root when using the CLI), or to ``root`` when given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .audit import AuditConfig
+from .dataset_spec import ArraySpec, DigitsSpec, ImageFolderSpec, ZarrSpec
+from .errors import ConfigError, FieldError, from_validation_error
+from .model_spec import BuilderModelSpec, model_files
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-6`` as a float (YAML 1.2) and refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key: let the base class report it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first defined on line {first})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The document of `text` and its node tree (for line numbers); syntax errors name the line."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError(source, [FieldError("", f"YAML syntax error: {reason}", line)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [FieldError("", f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def parse_config(data: Any, source: str = "<config>", node: yaml.Node | None = None) -> AuditConfig:
+    """Validate an already parsed document (a dict) into an ``AuditConfig``."""
+    if data is None:
+        raise ConfigError(source, [FieldError("", "the config is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError(source, [FieldError("", f"the top level must be a mapping of fields, got {type(data).__name__}")])
+    try:
+        return AuditConfig.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, source, AuditConfig, node) from None
+
+
+def load_config(path: str | Path, *, require_files: bool = False, root: str | Path | None = None) -> AuditConfig:
+    """Read and validate a YAML audit config; ``require_files`` also runs ``check_files``."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [FieldError("", "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [FieldError("", f"cannot read the config file: {exc}")]) from None
+    data, node = parse_yaml(text, source)
+    cfg = parse_config(data, source, node)
+    if require_files:
+        check_files(cfg, root=root, source=source)
+    return cfg
+
+
+# -- fingerprint ----------------------------------------------------------------------------------
+
+
+def canonical_json(cfg: AuditConfig, exclude: Iterable[str] | None = None) -> str:
+    """Compact JSON with sorted keys and every default filled in: equal configs, equal text."""
+    data = cfg.model_dump(mode="json", exclude=set(exclude) if exclude else None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def config_digest(cfg: AuditConfig, exclude: Iterable[str] | None = None) -> str:
+    """sha256 of ``canonical_json``; shorthands and defaults do not change it. ``exclude`` drops
+    top-level fields that do not change results (e.g. ``("ray", "retries")``) from the digest."""
+    return hashlib.sha256(canonical_json(cfg, exclude).encode("utf-8")).hexdigest()
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def is_url(path: str) -> bool:
+    """fsspec URLs (``s3://…``, ``gs://…``) are left to the reader; local paths are checked."""
+    return "://" in path
+
+
+def _resolve(path: str, root: str | Path | None) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or root is None else Path(root) / candidate
+
+
+def _dataset_files(spec: Any) -> dict[str, tuple[str, str]]:
+    """Local paths of a dataset spec: field → (path, "file" | "dir")."""
+    if isinstance(spec, ArraySpec):
+        files = {"path": (spec.path, "file")}
+        if spec.labels_path:
+            files["labels_path"] = (spec.labels_path, "file")
+        return files
+    if isinstance(spec, ImageFolderSpec):
+        return {"path": (spec.path, "dir")}
+    if isinstance(spec, ZarrSpec):
+        return {} if is_url(spec.path) else {"path": (spec.path, "dir")}
+    assert isinstance(spec, DigitsSpec)
+    return {}
+
+
+def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str = "<config>") -> None:
+    """Raise ``ConfigError`` naming every local file or folder the config needs that is missing."""
+    wanted = {f"model.{key}": (path, "file") for key, path in model_files(cfg.model).items()}
+    wanted.update({f"dataset.{key}": value for key, value in _dataset_files(cfg.dataset).items()})
+    errors = []
+    for field, (path, what) in wanted.items():
+        resolved = _resolve(path, root)
+        ok = resolved.is_file() if what == "file" else resolved.is_dir()
+        if not ok:
+            noun = "file" if what == "file" else "folder"
+            state = f"is not a {noun}" if resolved.exists() else "not found"
+            errors.append(FieldError(field, f"{noun} {state}: {path} (resolved to {resolved.absolute()})"))
+    if errors:
+        raise ConfigError(source, errors)
+
+
+def resolve_paths(cfg: AuditConfig, root: str | Path | None = None) -> AuditConfig:
+    """A copy whose local paths are absolute, resolved against `root` (default: the working
+    directory), so that workers with another working directory read the same files."""
+    base = Path(root) if root is not None else Path.cwd()
+
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or is_url(path) else str(_resolve(path, base).absolute())
+
+    model = cfg.model
+    if isinstance(model, BuilderModelSpec):
+        model = model.model_copy(update={"weights": absolute(model.weights)})
+    else:
+        model = model.model_copy(update={"path": absolute(model.path)})
+    dataset = cfg.dataset
+    updates = {key: absolute(path) for key, (path, _) in _dataset_files(dataset).items()}
+    dataset = dataset.model_copy(update=updates)
+    return cfg.model_copy(update={"model": model, "dataset": dataset, "output": absolute(cfg.output)})

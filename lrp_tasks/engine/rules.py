@@ -1,0 +1,474 @@
+"""LRP rules as a few small overridable pieces.
+
+A rule maps the relevance at a layer's output to its input. Most rules are the generic
+modified-gradient rule of the spec, ``z = ρ(W)·ã + ρ(b)``, ``s = R / stab(z)``,
+``c = ρ(W)ᵀ s``, ``R_in = ã ⊙ c``, and only override one or two of ``modify_input``,
+``modify_parameter`` and ``modify_denominator``. Rules that split inputs or weights by sign
+(ZPlus, AlphaBeta, generalized Gamma, ZBox) override ``relevance`` with their sum of branches.
+
+Writing a new rule::
+
+    class MyRule(LRPRule):
+        def modify_parameter(self, param, name):
+            return param.abs()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .context import LayerContext, needs_autograd_record
+from .layers import LAYERNORM_TYPES, POOL_TYPES, WEIGHTED_TYPES, has_weight
+
+
+class InvalidRuleError(ValueError):
+    """A rule was given parameters that make it meaningless (e.g. AlphaBeta with α−β≠1)."""
+
+
+class RuleLayerMismatchError(TypeError):
+    """A rule was assigned to a layer it cannot handle (e.g. ZBox on a pooling layer)."""
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """z + ε·sign(z), with sign(0) = +1 as in both reference libraries."""
+    if epsilon == 0:
+        return z
+    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+
+def _positive(t: Tensor) -> Tensor:
+    return t.clamp(min=0)
+
+
+def _negative(t: Tensor) -> Tensor:
+    return t.clamp(max=0)
+
+
+class LRPRule:
+    """Generic modified-gradient LRP rule; subclasses override the small pieces below."""
+
+    #: default stabilizer of the denominator
+    stabilizer: float = 1e-9
+    #: set the bias to zero in the modified forward (zennit's ``zero_params='bias'``)
+    zero_bias: bool = False
+
+    # -- the overridable pieces -------------------------------------------------------------
+    def is_compatible(self, layer: nn.Module) -> bool:
+        """Layers this rule can be applied to; checked when the analyzer is built."""
+        return has_weight(layer)
+
+    def modify_input(self, a: Tensor) -> Tensor:
+        return a
+
+    def modify_parameter(self, param: Tensor, name: str) -> Tensor:
+        return param
+
+    def modify_denominator(self, z: Tensor) -> Tensor:
+        return stabilize(z, self.stabilizer)
+
+    #: True when ρ and the input modifier are the identity: the recorded forward output is z.
+    uses_plain_forward: bool = False
+
+    def needs_graph(self, layer: nn.Module) -> bool:
+        """Whether the analyzer must record this layer's forward with autograd for this rule."""
+        return self.uses_plain_forward and needs_autograd_record(layer) and not has_weight(layer)
+
+    # -- the generic rule -------------------------------------------------------------------
+    def modified_parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
+        """ρ(W), ρ(b), cached per layer while the parameters are unchanged."""
+
+        def compute() -> tuple[Tensor, Tensor | None]:
+            weight = self.modify_parameter(ctx.weight, "weight")
+            bias = ctx.bias
+            if bias is not None and not self.zero_bias:
+                return weight, self.modify_parameter(bias, "bias")
+            return weight, None
+
+        return ctx.cached(f"{type(self).__name__}:{id(self)}", compute)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        """R_in = ã ⊙ ρ(W)ᵀ (R_out / stab(ρ(W)ã + ρ(b)))."""
+        if self.uses_plain_forward and not self.zero_bias:
+            z = ctx.output
+            s = relevance / self.modify_denominator(z)
+            weight = ctx.weight if has_weight(ctx.layer) else None
+            return ctx.input.detach() * ctx.vjp(weight, s)
+        a = self.modify_input(ctx.input.detach())
+        weight, bias = self.modified_parameters(ctx)
+        z = ctx.forward(a, weight, bias)
+        s = relevance / self.modify_denominator(z)
+        return a * ctx.vjp(weight, s, a)
+
+    # -- printing ---------------------------------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+def _stabilizer_params(rule: LRPRule, default: float = 1e-9) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if rule.stabilizer != default:
+        params["stabilizer"] = rule.stabilizer
+    if rule.zero_bias:
+        params["zero_bias"] = True
+    return params
+
+
+class ZeroRule(LRPRule):
+    """LRP-0: ρ = identity. Equals gradient×input on ReLU networks. Works on any layer."""
+
+    uses_plain_forward = True
+
+    def __init__(self, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return True if not self.zero_bias else has_weight(layer)
+
+    def _params(self) -> dict[str, Any]:
+        return _stabilizer_params(self)
+
+
+class EpsilonRule(ZeroRule):
+    """LRP-ε: LRP-0 with a larger stabilizer that absorbs weak or contradictory contributions."""
+
+    def __init__(self, epsilon: float = 1e-6, zero_bias: bool = False) -> None:
+        if epsilon < 0:
+            raise InvalidRuleError(f"EpsilonRule: epsilon must be >= 0, got {epsilon}")
+        super().__init__(stabilizer=epsilon, zero_bias=zero_bias)
+
+    @property
+    def epsilon(self) -> float:
+        return self.stabilizer
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"epsilon": self.stabilizer}
+        if self.zero_bias:
+            params["zero_bias"] = True
+        return params
+
+
+class GammaRule(LRPRule):
+    """LRP-γ (RelevancePropagation.jl): ρ(W) = W + γW⁺, ρ(b) = b + γb⁺; favours positive evidence."""
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
+        if gamma < 0:
+            raise InvalidRuleError(f"GammaRule: gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def modify_parameter(self, param: Tensor, name: str) -> Tensor:
+        return param + self.gamma * _positive(param)
+
+    def _params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, **_stabilizer_params(self)}
+
+
+class _SignSplitRule(LRPRule):
+    """Rules whose relevance is a sum of branches over a⁺/a⁻ and sign-modified weights.
+
+    ``branch_relevance`` runs all branches of one denominator group with a single VJP per
+    distinct input part; branches with a⁻ are skipped when the input is known non-negative."""
+
+    def _split(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
+        a = ctx.input.detach()
+        if ctx.input_nonnegative:
+            return a, None
+        return _positive(a), _negative(a)
+
+    def _vjp_sum(
+        self,
+        ctx: LayerContext,
+        a_pos: Tensor,
+        a_neg: Tensor | None,
+        terms: list[tuple[Tensor, Tensor, Tensor]],
+    ) -> Tensor:
+        """Σ over terms (input part, weight, grad) of part ⊙ Wᵀ grad, grouped by input part."""
+        pos = [(w, g) for part, w, g in terms if part is a_pos]
+        neg = [(w, g) for part, w, g in terms if a_neg is not None and part is a_neg]
+        result = a_pos * sum(ctx.vjp(w, g, a_pos) for w, g in pos)
+        if neg:
+            result = result + a_neg * sum(ctx.vjp(w, g, a_neg) for w, g in neg)
+        return result
+
+
+class ZPlusRule(_SignSplitRule):
+    """z⁺ rule: z = W⁺a⁺ + W⁻a⁻ + b⁺; only positive contributions count (AlphaBeta(1, 0))."""
+
+    def __init__(self, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None]:
+        def compute() -> tuple[Tensor, Tensor, Tensor | None]:
+            bias = ctx.bias
+            b_pos = None if bias is None or self.zero_bias else _positive(bias)
+            return _positive(ctx.weight), _negative(ctx.weight), b_pos
+
+        return ctx.cached(f"zplus:{id(self)}", compute)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        w_pos, w_neg, b_pos = self._parameters(ctx)
+        a_pos, a_neg = self._split(ctx)
+        z = ctx.forward(a_pos, w_pos, b_pos)
+        if a_neg is not None:
+            z = z + ctx.forward(a_neg, w_neg, None)
+        s = relevance / self.modify_denominator(z)
+        terms = [(a_pos, w_pos, s)]
+        if a_neg is not None:
+            terms.append((a_neg, w_neg, s))
+        return self._vjp_sum(ctx, a_pos, a_neg, terms)
+
+    def _params(self) -> dict[str, Any]:
+        return _stabilizer_params(self)
+
+
+class AlphaBetaRule(_SignSplitRule):
+    """LRP-αβ: positive contributions weighted by α, negative by β, with α − β = 1."""
+
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-9, zero_bias: bool = False
+    ) -> None:
+        if alpha < 0 or beta < 0:
+            raise InvalidRuleError(f"AlphaBetaRule: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+        if abs((alpha - beta) - 1.0) > 1e-12:
+            raise InvalidRuleError(
+                f"AlphaBetaRule: alpha - beta must equal 1 to conserve relevance, got alpha={alpha}, beta={beta}"
+            )
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        def compute() -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+            bias = ctx.bias
+            if bias is None or self.zero_bias:
+                return _positive(ctx.weight), _negative(ctx.weight), None, None
+            return _positive(ctx.weight), _negative(ctx.weight), _positive(bias), _negative(bias)
+
+        return ctx.cached(f"alphabeta:{id(self)}", compute)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        w_pos, w_neg, b_pos, b_neg = self._parameters(ctx)
+        a_pos, a_neg = self._split(ctx)
+        z_pos = ctx.forward(a_pos, w_pos, b_pos)
+        z_neg = ctx.forward(a_pos, w_neg, b_neg)
+        if a_neg is not None:
+            z_pos = z_pos + ctx.forward(a_neg, w_neg, None)
+            z_neg = z_neg + ctx.forward(a_neg, w_pos, None)
+        s_pos = self.alpha * relevance / self.modify_denominator(z_pos)
+        s_neg = -self.beta * relevance / self.modify_denominator(z_neg)
+        terms = [(a_pos, w_pos, s_pos), (a_pos, w_neg, s_neg)]
+        if a_neg is not None:
+            terms += [(a_neg, w_neg, s_pos), (a_neg, w_pos, s_neg)]
+        if self.beta == 0:
+            terms = [t for t in terms if t[2] is not s_neg]
+        return self._vjp_sum(ctx, a_pos, a_neg, terms)
+
+    def _params(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta": self.beta, **_stabilizer_params(self)}
+
+
+class GeneralizedGammaRule(_SignSplitRule):
+    """zennit's ``Gamma``: positive and negative outputs explained separately, each favouring
+    contributions of its own sign by γ; defined for inputs of any sign (needed after LeakyReLU)."""
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
+        if gamma < 0:
+            raise InvalidRuleError(f"GeneralizedGammaRule: gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        def compute() -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+            w, b, g = ctx.weight, ctx.bias, self.gamma
+            rho_pos = w + g * _positive(w)
+            rho_neg = w + g * _negative(w)
+            if b is None or self.zero_bias:
+                return rho_pos, rho_neg, None, None
+            return rho_pos, rho_neg, b + g * _positive(b), b + g * _negative(b)
+
+        return ctx.cached(f"ggamma:{id(self)}", compute)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        rho_pos, rho_neg, b_pos, b_neg = self._parameters(ctx)
+        a_pos, a_neg = self._split(ctx)
+        z_pos = ctx.forward(a_pos, rho_pos, b_pos)
+        z_neg = ctx.forward(a_pos, rho_neg, b_neg)
+        if a_neg is not None:
+            z_pos = z_pos + ctx.forward(a_neg, rho_neg, None)
+            z_neg = z_neg + ctx.forward(a_neg, rho_pos, None)
+        z = ctx.output.detach()
+        s_pos = (z > 0).to(z.dtype) * relevance / self.modify_denominator(z_pos)
+        s_neg = (z < 0).to(z.dtype) * relevance / self.modify_denominator(z_neg)
+        terms = [(a_pos, rho_pos, s_pos), (a_pos, rho_neg, s_neg)]
+        if a_neg is not None:
+            terms += [(a_neg, rho_neg, s_pos), (a_neg, rho_pos, s_neg)]
+        return self._vjp_sum(ctx, a_pos, a_neg, terms)
+
+    def _params(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, **_stabilizer_params(self)}
+
+
+class ZBoxRule(LRPRule):
+    """z^B rule for an input layer whose inputs lie in [low, high] (pixel bounds).
+
+    z = Wa − W⁺l − W⁻h, R = a⊙c − l⊙c⁺ − h⊙c⁻ with c = Wᵀs, c⁺ = W⁺ᵀs, c⁻ = W⁻ᵀs. Bounds are
+    scalars or tensors broadcastable to the input (per-channel bounds: shape (C, 1, 1))."""
+
+    def __init__(
+        self, low: float | Tensor | Any, high: float | Tensor | Any, stabilizer: float = 1e-9,
+        zero_bias: bool = False,
+    ) -> None:
+        if low is None or high is None:
+            raise InvalidRuleError("ZBoxRule needs both bounds: ZBoxRule(low=..., high=...)")
+        self.low = low if isinstance(low, Tensor) else torch.as_tensor(low, dtype=torch.float64)
+        self.high = high if isinstance(high, Tensor) else torch.as_tensor(high, dtype=torch.float64)
+        if bool((self.low > self.high).any()):
+            raise InvalidRuleError("ZBoxRule: low must be <= high everywhere")
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        a = ctx.input.detach()
+        low = self.low.to(device=a.device, dtype=a.dtype).expand_as(a)
+        high = self.high.to(device=a.device, dtype=a.dtype).expand_as(a)
+        w = ctx.weight
+        w_pos, w_neg = ctx.cached(f"zbox:{id(self)}", lambda: (_positive(w), _negative(w)))
+        z = ctx.forward(a, w, None) - ctx.forward(low, w_pos, None) - ctx.forward(high, w_neg, None)
+        s = relevance / self.modify_denominator(z)
+        return a * ctx.vjp(w, s, a) - low * ctx.vjp(w_pos, s, low) - high * ctx.vjp(w_neg, s, high)
+
+    def _params(self) -> dict[str, Any]:
+        def show(t: Tensor) -> Any:
+            return t.item() if t.numel() == 1 else t.flatten().tolist()
+
+        return {"low": show(self.low), "high": show(self.high), **_stabilizer_params(self)}
+
+
+class _InputIndependentRule(LRPRule):
+    """Rules with ã = 1: z depends only on the input shape, so it is computed on one sample."""
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        weight, bias = self.modified_parameters(ctx)
+        one = torch.ones((1, *ctx.input.shape[1:]), dtype=ctx.input.dtype, device=ctx.input.device)
+        z = ctx.forward(one, weight, None)
+        s = relevance / self.modify_denominator(z)
+        return ctx.vjp(weight, s, one.expand_as(ctx.input))
+
+
+class WSquareRule(_InputIndependentRule):
+    """w² rule: relevance spread by squared weights, independent of the input (unbounded inputs)."""
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = True
+
+    def modify_parameter(self, param: Tensor, name: str) -> Tensor:
+        return param**2
+
+    def _params(self) -> dict[str, Any]:
+        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
+
+
+class FlatRule(_InputIndependentRule):
+    """Flat rule: each input in a neuron's receptive field gets an equal share."""
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = True
+
+    def modify_parameter(self, param: Tensor, name: str) -> Tensor:
+        return torch.ones_like(param)
+
+    def _params(self) -> dict[str, Any]:
+        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
+
+
+class PassRule(LRPRule):
+    """R_in = R_out: for element-wise or reshaping layers (activations, dropout, flatten...)."""
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return not isinstance(layer, WEIGHTED_TYPES + POOL_TYPES)
+
+    def needs_graph(self, layer: nn.Module) -> bool:
+        return False
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        if relevance.numel() != ctx.input.numel():
+            raise RuntimeError(
+                f"PassRule on layer {ctx.index} ({type(ctx.layer).__name__}) needs equal input and output "
+                f"sizes, got {tuple(ctx.input.shape)} -> {tuple(relevance.shape)}"
+            )
+        return relevance.reshape(ctx.input.shape)
+
+
+class GradientRule(LRPRule):
+    """R_in = (∂out/∂in)ᵀ R_out: the plain gradient. zennit's behaviour for layers without a rule
+    (max pooling routes relevance to the winner; an unfused BatchNorm rescales it)."""
+
+    uses_plain_forward = True
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return True
+
+    def needs_graph(self, layer: nn.Module) -> bool:
+        return not has_weight(layer) or needs_autograd_record(layer)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        if ctx.graph_output is None and has_weight(ctx.layer):
+            return ctx.vjp(ctx.weight, relevance)
+        return ctx.vjp(None, relevance)
+
+
+class LayerNormRule(LRPRule):
+    """LayerNorm with σ held constant (Ali et al. 2022): R_i = a_i (s_i − mean(s)),
+    s = R / stab(a − μ); the centring is the only part that redistributes relevance."""
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return isinstance(layer, LAYERNORM_TYPES)
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        a = ctx.input.detach()
+        dims = tuple(range(-len(ctx.layer.normalized_shape), 0))
+        centred = a - a.mean(dim=dims, keepdim=True)
+        s = relevance / self.modify_denominator(centred)
+        return a * (s - s.mean(dim=dims, keepdim=True))
+
+    def _params(self) -> dict[str, Any]:
+        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
+
+
+ALL_RULES: tuple[type[LRPRule], ...] = (
+    ZeroRule,
+    EpsilonRule,
+    GammaRule,
+    GeneralizedGammaRule,
+    ZPlusRule,
+    AlphaBetaRule,
+    ZBoxRule,
+    WSquareRule,
+    FlatRule,
+    PassRule,
+    GradientRule,
+    LayerNormRule,
+)

@@ -1,0 +1,27 @@
+"""Audit store: relevance maps in Zarr v3, per-sample summaries in Parquet, each shard committed once.
+
+Write side: :class:`AuditStore` (``create_or_open`` / ``write_shard``) with an :class:`AuditSpec` and
+:class:`ShardResult` per shard, planned by :func:`plan_shards`. Read side: :func:`open_audit`.
+See docs/store.md for the layout, schema and guarantees.
+"""
+
+from .errors import AuditStoreError, ConfigMismatchError, NotAnAuditError, ShardValidationError
+from .layout import AuditLayout, plan_shards
+from .reader import AuditReader, open_audit
+from .spec import AuditSpec, ShardResult, compute_config_digest
+from .writer import AuditStore
+
+__all__ = [
+    "AuditLayout",
+    "AuditReader",
+    "AuditSpec",
+    "AuditStore",
+    "AuditStoreError",
+    "ConfigMismatchError",
+    "NotAnAuditError",
+    "ShardResult",
+    "ShardValidationError",
+    "compute_config_digest",
+    "open_audit",
+    "plan_shards",
+]

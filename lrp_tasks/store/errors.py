@@ -1,0 +1,19 @@
+"""Exceptions of the audit store: each names the audit path or shard so a failed run says what to fix."""
+
+from __future__ import annotations
+
+
+class AuditStoreError(RuntimeError):
+    """Base class: anything the store refuses to do."""
+
+
+class ConfigMismatchError(AuditStoreError):
+    """An existing audit was written with another config, model or layout; mixing them would corrupt it."""
+
+
+class ShardValidationError(AuditStoreError, ValueError):
+    """A shard's arrays or summaries do not fit the audit; raised before anything is written."""
+
+
+class NotAnAuditError(AuditStoreError):
+    """A path holds no audit store (or something else we must not delete)."""

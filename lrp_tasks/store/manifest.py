@@ -1,0 +1,107 @@
+"""Commit records: one small JSON file per committed shard under ``<audit>/manifest/``.
+
+A shard is committed when its Parquet part is visible (see :mod:`.summaries_io`); that rename happens
+only after the shard's Zarr chunks are fsynced. The record, written right after, is the durable receipt:
+range, row count, part checksum, chunk keys, writer, time. One file per shard means two writers never
+update the same file. If a writer dies between the rename and the record, the next writer that opens the
+audit rebuilds the record from the part (``recovered: true``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from .durable import atomic_write_bytes
+from .layout import FORMAT_VERSION, AuditLayout, parse_record_name
+from .provenance import utc_now_iso
+from .summaries_io import committed_part_ids, file_sha256, part_metadata
+
+
+def make_record(
+    *,
+    shard_id: int,
+    start: int,
+    stop: int,
+    rows: int,
+    part_file: str,
+    part_sha256: str,
+    part_bytes: int,
+    audit_id: str,
+    config_digest: str,
+    chunks: Mapping[str, list[str]] | None = None,
+    recovered: bool = False,
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "shard_id": shard_id,
+        "start": start,
+        "stop": stop,
+        "rows": rows,
+        "parquet": {"file": part_file, "sha256": part_sha256, "bytes": part_bytes},
+        "zarr_chunks": dict(chunks or {}),
+        "audit_id": audit_id,
+        "config_digest": config_digest,
+        "committed_at": utc_now_iso(),
+        "writer": {"host": socket.gethostname(), "pid": os.getpid()},
+        "recovered": recovered,
+    }
+
+
+def write_record(layout: AuditLayout, record: Mapping[str, Any]) -> None:
+    data = json.dumps(dict(record), sort_keys=True, indent=1).encode()
+    atomic_write_bytes(layout.record_path(int(record["shard_id"])), data)
+
+
+def read_records(layout: AuditLayout, fs: Any = None) -> dict[int, dict[str, Any]]:
+    """All commit records by shard id (a record without a part is ignored by callers)."""
+    if fs is None:
+        try:
+            names = os.listdir(layout.manifest_dir)
+        except FileNotFoundError:
+            return {}
+        paths = [os.path.join(layout.manifest_dir, n) for n in names]
+        opener = open
+    else:
+        if not fs.exists(layout.manifest_dir):
+            return {}
+        paths = fs.ls(layout.manifest_dir, detail=False)
+        opener = fs.open
+    records = {}
+    for path in paths:
+        shard_id = parse_record_name(path.rstrip("/").rsplit("/", 1)[-1])
+        if shard_id is None:
+            continue
+        with opener(path, "rb") as f:
+            records[shard_id] = json.loads(f.read())
+    return records
+
+
+def recover_missing_records(layout: AuditLayout, audit_id: str, config_digest: str) -> list[int]:
+    """Write the record of every visible part that has none (writer killed right after the rename)."""
+    parts = committed_part_ids(layout.summaries_dir)
+    records = read_records(layout)
+    recovered = []
+    for shard_id in sorted(set(parts) - set(records)):
+        path = parts[shard_id]
+        meta = part_metadata(path)
+        write_record(
+            layout,
+            make_record(
+                shard_id=shard_id,
+                start=int(meta.get("start", -1)),
+                stop=int(meta.get("stop", -1)),
+                rows=int(meta.get("rows", -1)),
+                part_file=os.path.basename(path),
+                part_sha256=file_sha256(path),
+                part_bytes=os.path.getsize(path),
+                audit_id=audit_id,
+                config_digest=config_digest,
+                recovered=True,
+            ),
+        )
+        recovered.append(shard_id)
+    return recovered

@@ -1,0 +1,132 @@
+"""The read side: :func:`open_audit` gives summaries, relevance and provenance of committed shards.
+
+Reading never writes. The set of committed shards is taken once when the audit is opened, so a reader
+sees a consistent snapshot while writers carry on; open again to see newer shards. Paths may be local or
+fsspec URLs (the store's Zarr group and Parquet parts are plain files).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from .errors import NotAnAuditError
+from .layout import AuditLayout, local_path
+from .manifest import read_records
+from .relevance import RELEVANCE
+from .summaries_io import committed_part_ids, read_parts
+
+
+class AuditReader:
+    """A read-only view of one audit directory (see :func:`open_audit`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.layout = AuditLayout(path)
+        local = local_path(path)
+        self._fs = None if local is not None else fsspec.core.url_to_fs(path)[0]
+        try:
+            self._group = zarr.open_group(self.layout.zarr_path, mode="r", zarr_format=3)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+            raise NotAnAuditError(f"no audit at {path}: {self.layout.zarr_path} is missing") from exc
+        self.attrs: dict[str, Any] = dict(self._group.attrs)
+        if "layout" not in self.attrs:
+            raise NotAnAuditError(
+                f"{self.layout.zarr_path} is a Zarr group but not an audit (no 'layout' attr)"
+            )
+        self._parts = committed_part_ids(self.layout.summaries_dir, fs=self._fs)
+
+    # Provenance -------------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.attrs.get("config") or {})
+
+    @property
+    def audit_id(self) -> str:
+        return str(self.attrs["audit_id"])
+
+    @property
+    def layout_info(self) -> dict[str, Any]:
+        return dict(self.attrs["layout"])
+
+    @property
+    def committed_shards(self) -> set[int]:
+        return set(self._parts)
+
+    @functools.cached_property
+    def records(self) -> dict[int, dict[str, Any]]:
+        """Commit records by shard id (checksums, writer, time) of the committed shards."""
+        records = read_records(self.layout, fs=self._fs)
+        return {sid: rec for sid, rec in records.items() if sid in self._parts}
+
+    @functools.cached_property
+    def committed_samples(self) -> np.ndarray:
+        """Sample indices of the committed shards, ascending."""
+        info = self.layout_info
+        n, size = int(info["n_samples"]), int(info["shard_size"])
+        ranges = [np.arange(s * size, min((s + 1) * size, n)) for s in sorted(self._parts)]
+        return np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
+
+    # Data -------------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def summaries(self) -> pd.DataFrame:
+        """Summary rows of the committed shards, sorted by (sample_index, target_rank)."""
+        return read_parts(self._parts.values(), fs=self._fs)
+
+    @functools.cached_property
+    def dataset(self) -> xr.Dataset:
+        """All sample arrays as a lazily loaded xarray Dataset over the committed samples."""
+        ds = xr.open_dataset(
+            self.layout.zarr_path,
+            engine="zarr",
+            consolidated=False,
+            chunks=None,
+            mask_and_scale=False,
+            zarr_format=3,
+        )
+        n = int(self.layout_info["n_samples"])
+        ds = ds.assign_coords(sample=np.arange(n, dtype=np.int64))
+        if len(self.committed_samples) != n:
+            ds = ds.isel(sample=self.committed_samples)
+        return ds
+
+    @property
+    def relevance(self) -> xr.DataArray:
+        """Relevance maps with a ``sample`` coordinate (= sample_index), loaded from Zarr on access."""
+        return self.dataset[RELEVANCE]
+
+    def heatmap(self, sample_index: int, rank: int = 0, channel_axis: int = 0) -> np.ndarray:
+        """Relevance of one sample summed over channels: a 2-D float32 map for ``plt.imshow``.
+
+        ``rank`` picks the explanation when the audit keeps top-k targets. Inputs without a channel axis
+        (2-D or 1-D) come back as stored."""
+        info = self.layout_info
+        n, size, k = int(info["n_samples"]), int(info["shard_size"]), int(info["explanations_per_sample"])
+        if not 0 <= sample_index < n:
+            raise IndexError(f"sample_index {sample_index} outside [0, {n})")
+        shard = sample_index // size
+        if shard not in self._parts:
+            raise KeyError(f"sample {sample_index} belongs to shard {shard}, which is not committed")
+        if not 0 <= rank < k:
+            raise IndexError(f"rank {rank} outside [0, {k})")
+        arr = self._group[RELEVANCE]
+        m = np.asarray(arr[sample_index, rank] if k > 1 else arr[sample_index], dtype=np.float32)
+        return m.sum(axis=channel_axis) if m.ndim == 3 else m
+
+    def __repr__(self) -> str:
+        n_plan = -(-int(self.layout_info["n_samples"]) // int(self.layout_info["shard_size"]))
+        done = f"{len(self._parts)}/{n_plan} shards committed"
+        return f"AuditReader({self.path!r}, audit_id={self.audit_id!r}, {done})"
+
+
+def open_audit(path: str) -> AuditReader:
+    """Open an audit directory (local path or fsspec URL) for reading."""
+    return AuditReader(str(path))

@@ -1,0 +1,208 @@
+"""The Zarr v3 group ``relevance.zarr``: created once and atomically, then written in whole chunks.
+
+Zarr loses data silently when two writers touch one chunk (each rewrites the whole chunk), so every write
+here covers whole chunks of one shard only, and array metadata is never rewritten after creation.
+Creation builds the group in a hidden temporary directory and renames it into place: concurrent
+creators race on one atomic rename, and the loser opens the winner's group.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from .durable import fsync_files_and_dirs, fsync_path, fsync_tree
+from .errors import AuditStoreError, NotAnAuditError
+from .layout import RELEVANCE_ZARR, TMP_SUFFIX
+from .spec import AuditSpec
+
+RELEVANCE = "relevance"
+INPUT = "input"
+LOGITS = "logits"
+TARGET = "target"
+CONCEPTS = "concepts"
+CONCEPT_IDS = "concept_ids"
+
+#: Arrays that are written shard by shard along the sample axis.
+SAMPLE_ARRAYS = (RELEVANCE, INPUT, LOGITS, TARGET, CONCEPTS)
+
+# Every chunk is written even when it equals the fill value: a shard's chunks then always exist, which
+# keeps fsync simple and makes "same content" checks exact.
+_WRITE_CONFIG = {"write_empty_chunks": True}
+
+
+def sample_dim_names(sample_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Dimension names of one input, so xarray can label the axes."""
+    if len(sample_shape) == 3:
+        return ("channel", "height", "width")
+    if len(sample_shape) == 2:
+        return ("height", "width")
+    if len(sample_shape) == 1:
+        return ("feature",)
+    return tuple(f"dim_{i}" for i in range(len(sample_shape)))
+
+
+def _compressors(compression: str) -> tuple[BloscCodec, ...] | None:
+    # Byte shuffle groups the exponent bytes of floats together, which is where relevance maps compress.
+    if compression == "lz4":
+        return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    if compression == "zstd":
+        return (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)
+    return None
+
+
+def array_plan(spec: AuditSpec) -> dict[str, dict[str, Any]]:
+    """Shape, dtype, chunks, fill value and dimension names of every array the spec asks for."""
+    n, chunk = spec.n_samples, spec.resolved_chunk_size
+    sdims = sample_dim_names(spec.sample_shape)
+    kdims = ("explanation",) if spec.k > 1 else ()
+    plan: dict[str, dict[str, Any]] = {
+        RELEVANCE: {
+            "shape": (n, *spec.relevance_row_shape),
+            "dtype": spec.dtype,
+            "fill_value": float("nan"),
+            "dims": ("sample", *kdims, *sdims),
+        },
+        LOGITS: {
+            "shape": (n, spec.n_classes),
+            "dtype": "float32",
+            "fill_value": float("nan"),
+            "dims": ("sample", "class"),
+        },
+        TARGET: {
+            "shape": (n, *spec.target_row_shape),
+            "dtype": "int64",
+            "fill_value": -1,
+            "dims": ("sample", *kdims),
+        },
+    }
+    if spec.keep_input:
+        in_dtype = np.dtype(spec.input_dtype)
+        plan[INPUT] = {
+            "shape": (n, *spec.sample_shape),
+            "dtype": str(in_dtype),
+            "fill_value": float("nan") if in_dtype.kind == "f" else 0,
+            "dims": ("sample", *sdims),
+        }
+    if spec.n_concepts:
+        plan[CONCEPTS] = {
+            "shape": (n, spec.n_concepts, *spec.sample_shape),
+            "dtype": spec.dtype,
+            "fill_value": float("nan"),
+            "dims": ("sample", "concept", *sdims),
+        }
+    for entry in plan.values():
+        entry["chunks"] = (chunk, *entry["shape"][1:])
+    return plan
+
+
+def _build_group(path: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> None:
+    group = zarr.open_group(path, mode="w-", zarr_format=3, attributes=dict(attrs))
+    compressors = _compressors(spec.compression)
+    for name, entry in array_plan(spec).items():
+        group.create_array(
+            name,
+            shape=entry["shape"],
+            dtype=entry["dtype"],
+            chunks=entry["chunks"],
+            fill_value=entry["fill_value"],
+            compressors=compressors,
+            dimension_names=entry["dims"],
+            chunk_key_encoding={"name": "default", "separator": "/"},
+        )
+    if spec.n_concepts:
+        ids = np.asarray(spec.resolved_concept_ids, dtype=np.int64)
+        arr = group.create_array(
+            CONCEPT_IDS,
+            shape=ids.shape,
+            dtype="int64",
+            chunks=ids.shape,
+            fill_value=-1,
+            compressors=None,
+            dimension_names=("concept",),
+        )
+        arr[:] = ids
+
+
+def create_group_atomically(root: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> bool:
+    """Create ``<root>/relevance.zarr`` unless it exists; True when this call created it.
+
+    The group is built and fsynced under a hidden name, then renamed: a reader or a second creator sees
+    no group or a complete one. If another process won the race, our copy is discarded."""
+    final = os.path.join(root, RELEVANCE_ZARR)
+    if os.path.exists(os.path.join(final, "zarr.json")):
+        return False
+    tmp = os.path.join(root, f".{RELEVANCE_ZARR}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    try:
+        _build_group(tmp, spec, attrs)
+        fsync_tree(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # another writer created it first; its group is the audit
+            raise
+        fsync_path(root)
+        return True
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_group_attrs(zarr_path: str) -> dict[str, Any]:
+    """The group attributes (config, digests, layout, versions) of an existing audit."""
+    try:
+        group = zarr.open_group(zarr_path, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise NotAnAuditError(f"no audit Zarr group at {zarr_path}") from exc
+    return dict(group.attrs)
+
+
+class RelevanceArrays:
+    """Open handles on the sample arrays, writing whole chunks of one shard at a time."""
+
+    def __init__(self, zarr_path: str, spec: AuditSpec) -> None:
+        self.zarr_path = zarr_path
+        group = zarr.open_group(zarr_path, mode="r+", zarr_format=3)
+        self.arrays: dict[str, Any] = {}
+        for name, entry in array_plan(spec).items():
+            try:
+                arr = group[name]
+            except KeyError as exc:
+                raise AuditStoreError(f"audit Zarr group {zarr_path} lacks array {name!r}") from exc
+            if tuple(arr.shape) != entry["shape"] or tuple(arr.chunks) != entry["chunks"]:
+                raise AuditStoreError(
+                    f"array {name!r} in {zarr_path} has shape {arr.shape} chunks {arr.chunks}, "
+                    f"the spec expects shape {entry['shape']} chunks {entry['chunks']}"
+                )
+            self.arrays[name] = arr.with_config(_WRITE_CONFIG)
+        self.chunk = spec.resolved_chunk_size
+
+    def write(self, start: int, stop: int, data: Mapping[str, np.ndarray]) -> None:
+        """Write ``data[name]`` to rows ``start:stop`` of each array and fsync the chunk files.
+
+        ``start`` must sit on a chunk boundary and ``stop`` on one or at the end of the arrays; the
+        caller (the store) guarantees it by only accepting planned shards."""
+        touched: list[str] = []
+        for name, values in data.items():
+            arr = self.arrays[name]
+            arr[start:stop] = values
+            touched.extend(
+                os.path.join(self.zarr_path, *key.split("/")) for key in self.chunk_keys(name, start, stop)
+            )
+        fsync_files_and_dirs(touched, stop_at=self.zarr_path)
+
+    def chunk_keys(self, name: str, start: int, stop: int) -> list[str]:
+        """Store keys (relative to the group) of the chunks holding rows ``start:stop`` of ``name``."""
+        arr = self.arrays[name]
+        tail = (0,) * (arr.ndim - 1)
+        first, last = start // self.chunk, (stop - 1) // self.chunk
+        return [f"{name}/{arr.metadata.encode_chunk_key((c, *tail))}" for c in range(first, last + 1)]

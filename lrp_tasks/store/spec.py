@@ -1,0 +1,186 @@
+"""What an audit store holds (:class:`AuditSpec`) and what one shard brings to it (:class:`ShardResult`).
+
+The spec is fixed when the store is created and recorded in the Zarr group attrs; resuming compares the
+new spec with the recorded one field by field, so a changed config never mixes into an old store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .layout import default_chunk_size
+
+Dtype = Literal["float16", "float32"]
+Compression = Literal["lz4", "zstd", "none"]
+
+_DTYPES = ("float16", "float32")
+_COMPRESSIONS = ("lz4", "zstd", "none")
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same config always gives the same bytes."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"audit config must be JSON-serialisable (plain dicts/lists/str/numbers): {exc}"
+        ) from exc
+
+
+def compute_config_digest(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config``; used when the caller brings no digest of its own."""
+    return hashlib.sha256(canonical_json(dict(config)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    """Shape, storage and provenance of one audit.
+
+    ``explanations_per_sample`` (k) > 1 adds a k axis after the sample axis (top-k targets).
+    ``shard_size`` is the unit of work and of commit; ``chunk_size`` (Zarr chunk along samples) must
+    divide it so that a shard is whole chunks and two writers never touch one chunk. ``None`` picks the
+    largest divisor keeping chunks under ~8 MiB. ``config_digest=None`` hashes ``config``;
+    ``audit_id=None`` derives one on creation (and adopts the stored one on resume).
+    """
+
+    n_samples: int
+    sample_shape: tuple[int, ...]
+    n_classes: int
+    shard_size: int
+    explanations_per_sample: int = 1
+    dtype: Dtype = "float32"
+    keep_input: bool = False
+    input_dtype: str = "float32"
+    n_concepts: int = 0
+    concept_ids: tuple[int, ...] | None = None
+    chunk_size: int | None = None
+    compression: Compression = "lz4"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    config_digest: str | None = None
+    weights_digest: str = ""
+    composite: str = ""
+    audit_id: str | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.sample_shape)
+        object.__setattr__(self, "sample_shape", shape)
+        if self.concept_ids is not None:
+            object.__setattr__(self, "concept_ids", tuple(int(c) for c in self.concept_ids))
+        problems = []
+        if self.n_samples < 1:
+            problems.append(f"n_samples must be >= 1, got {self.n_samples}")
+        if not shape or any(s < 1 for s in shape):
+            problems.append(f"sample_shape must be non-empty positive sizes, got {shape}")
+        if self.n_classes < 1:
+            problems.append(f"n_classes must be >= 1, got {self.n_classes}")
+        if self.shard_size < 1:
+            problems.append(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.explanations_per_sample < 1:
+            problems.append(f"explanations_per_sample must be >= 1, got {self.explanations_per_sample}")
+        if self.dtype not in _DTYPES:
+            problems.append(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.compression not in _COMPRESSIONS:
+            problems.append(f"compression must be one of {_COMPRESSIONS}, got {self.compression!r}")
+        if self.n_concepts < 0:
+            problems.append(f"n_concepts must be >= 0, got {self.n_concepts}")
+        if self.concept_ids is not None and len(self.concept_ids) != self.n_concepts:
+            problems.append(f"concept_ids has {len(self.concept_ids)} ids for n_concepts={self.n_concepts}")
+        if self.chunk_size is not None and (self.chunk_size < 1 or self.shard_size % self.chunk_size):
+            problems.append(
+                f"chunk_size {self.chunk_size} must divide shard_size {self.shard_size} "
+                "(a shard must be whole chunks)"
+            )
+        np.dtype(self.input_dtype)  # raises on a bad name
+        canonical_json(dict(self.config))
+        if problems:
+            raise ValueError("invalid AuditSpec: " + "; ".join(problems))
+
+    # Derived values -------------------------------------------------------------------------------
+
+    @property
+    def k(self) -> int:
+        return self.explanations_per_sample
+
+    @property
+    def digest(self) -> str:
+        """The config digest: the caller's, or the sha256 of the canonical config JSON."""
+        return self.config_digest or compute_config_digest(self.config)
+
+    @property
+    def relevance_row_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's relevance: the input shape, with a leading k axis when k > 1."""
+        return ((self.k,) if self.k > 1 else ()) + self.sample_shape
+
+    @property
+    def target_row_shape(self) -> tuple[int, ...]:
+        return (self.k,) if self.k > 1 else ()
+
+    @property
+    def resolved_chunk_size(self) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        itemsize = np.dtype(self.dtype).itemsize
+        per_sample = max(
+            int(np.prod(self.relevance_row_shape)) * itemsize,
+            int(np.prod(self.sample_shape)) * np.dtype(self.input_dtype).itemsize if self.keep_input else 0,
+            int(np.prod(self.sample_shape)) * self.n_concepts * itemsize,
+            self.n_classes * 4,
+        )
+        return default_chunk_size(self.shard_size, per_sample)
+
+    @property
+    def resolved_concept_ids(self) -> tuple[int, ...]:
+        return self.concept_ids if self.concept_ids is not None else tuple(range(self.n_concepts))
+
+    def new_audit_id(self) -> str:
+        """An id for a new audit: short config digest + random suffix (readable, never reused)."""
+        return f"{self.digest[:12]}-{uuid.uuid4().hex[:8]}"
+
+    def layout_dict(self) -> dict[str, Any]:
+        """The fields that fix array shapes and storage; must match exactly to resume."""
+        return {
+            "n_samples": self.n_samples,
+            "sample_shape": list(self.sample_shape),
+            "n_classes": self.n_classes,
+            "explanations_per_sample": self.k,
+            "shard_size": self.shard_size,
+            "chunk_size": self.resolved_chunk_size,
+            "dtype": self.dtype,
+            "keep_input": self.keep_input,
+            "input_dtype": str(np.dtype(self.input_dtype)),
+            "n_concepts": self.n_concepts,
+            "concept_ids": list(self.resolved_concept_ids),
+            "compression": self.compression,
+        }
+
+
+@dataclass
+class ShardResult:
+    """Everything the pipeline produced for samples ``start:stop`` (numpy arrays; convert tensors first).
+
+    relevance ``(n, *input)`` or ``(n, k, *input)``, logits ``(n, C)``, target ``(n,)`` or ``(n, k)``,
+    input ``(n, *input)`` when the audit keeps inputs, concepts ``(n, n_concepts, *input)`` when it
+    keeps CRP concept relevances, and the summary rows (see :func:`lrp_tasks.summaries.summarize`).
+    """
+
+    shard_id: int
+    start: int
+    stop: int
+    relevance: np.ndarray
+    logits: np.ndarray
+    target: np.ndarray
+    summaries: pd.DataFrame
+    input: np.ndarray | None = None
+    concepts: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.start

@@ -1,0 +1,368 @@
+"""The write side of an audit: :class:`AuditStore` takes finished shards and commits each exactly once.
+
+Order of a shard's write (each step durable before the next):
+
+1. Zarr rows ``start:stop`` of every array (whole chunks, chunk files fsynced);
+2. the Parquet part, published by atomic rename: from here the shard is committed;
+3. the commit record in ``manifest/``.
+
+A writer killed before 2 leaves no committed trace; the shard is pending and the next run rewrites its
+chunks. Killed between 2 and 3, the shard is committed and the next open rebuilds its record. Shards of
+one audit may be written by several processes at once as long as each shard has one writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+
+from .durable import remove_stale_temporaries
+from .errors import AuditStoreError, ConfigMismatchError, ShardValidationError
+from .layout import (
+    FORMAT_VERSION,
+    MANIFEST_DIR,
+    RELEVANCE_ZARR,
+    SUMMARIES_DIR,
+    AuditLayout,
+    local_path,
+    part_name,
+    plan_shards,
+    record_name,
+)
+from .manifest import make_record, recover_missing_records, write_record
+from .provenance import package_versions, utc_now_iso
+from .relevance import (
+    CONCEPTS,
+    INPUT,
+    LOGITS,
+    RELEVANCE,
+    TARGET,
+    RelevanceArrays,
+    create_group_atomically,
+    read_group_attrs,
+)
+from .spec import AuditSpec, ShardResult, canonical_json
+from .summaries_io import committed_part_ids, encode_part, table_from_frame, write_part
+
+Mode = Literal["resume", "overwrite", "create"]
+
+#: Test hook: set to "after_zarr" or "after_parquet" to make ``write_shard`` die (``os._exit(137)``, as a
+#: SIGKILL would) at that point; ``LRP_AUDIT_TEST_KILL_SHARD`` limits it to one shard id.
+KILL_ENV = "LRP_AUDIT_TEST_KILL_AT"
+KILL_SHARD_ENV = "LRP_AUDIT_TEST_KILL_SHARD"
+
+
+def _maybe_die(stage: str, shard_id: int) -> None:
+    if os.environ.get(KILL_ENV) != stage:
+        return
+    only = os.environ.get(KILL_SHARD_ENV)
+    if only is None or int(only) == shard_id:
+        os._exit(137)
+
+
+def _new_attrs(spec: AuditSpec, audit_id: str) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "audit_id": audit_id,
+        "config": dict(spec.config),
+        "config_digest": spec.digest,
+        "weights_digest": spec.weights_digest,
+        "composite": spec.composite,
+        "layout": spec.layout_dict(),
+        "versions": package_versions(),
+        "created_at": utc_now_iso(),
+    }
+
+
+def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> None:
+    """Refuse to resume an audit written with another config, model or layout (never mix two)."""
+    hint = "Use a new audit directory, or mode='overwrite' to discard the existing audit."
+    if stored.get("format_version") != FORMAT_VERSION:
+        raise ConfigMismatchError(
+            f"audit at {path} has store format {stored.get('format_version')}, "
+            f"this code writes {FORMAT_VERSION}"
+        )
+    if stored.get("config_digest") != spec.digest:
+        old_cfg, new_cfg = stored.get("config") or {}, dict(spec.config)
+        keys = sorted(
+            k
+            for k in set(old_cfg) | set(new_cfg)
+            if canonical_json(old_cfg.get(k)) != canonical_json(new_cfg.get(k))
+        )
+        raise ConfigMismatchError(
+            f"config digest mismatch: the audit at {path} was written with config digest "
+            f"{stored.get('config_digest')}, this run's config digest is {spec.digest} "
+            f"(differing config keys: {keys or 'none visible; digests computed differently'}). "
+            f"One audit store never mixes two configs. {hint}"
+        )
+    if stored.get("weights_digest") != spec.weights_digest:
+        raise ConfigMismatchError(
+            f"model weights digest mismatch: the audit at {path} explains weights "
+            f"{stored.get('weights_digest')!r}, this run has {spec.weights_digest!r}. {hint}"
+        )
+    old_layout, new_layout = stored.get("layout") or {}, spec.layout_dict()
+    diffs = [
+        f"{k}: stored {old_layout.get(k)!r}, given {new_layout.get(k)!r}"
+        for k in sorted(set(old_layout) | set(new_layout))
+        if old_layout.get(k) != new_layout.get(k)
+    ]
+    if diffs:
+        raise ConfigMismatchError(f"audit at {path} has another layout ({'; '.join(diffs)}). {hint}")
+    if spec.audit_id is not None and spec.audit_id != stored.get("audit_id"):
+        raise ConfigMismatchError(
+            f"audit at {path} has audit_id {stored.get('audit_id')!r}, "
+            f"this run asks for {spec.audit_id!r}. {hint}"
+        )
+    if stored.get("composite") != spec.composite:
+        warnings.warn(
+            f"audit at {path} was written with composite {stored.get('composite')!r}, this run prints "
+            f"{spec.composite!r}; same config digest, so resuming (check the LRP rules did not change)",
+            stacklevel=3,
+        )
+
+
+def _wipe(root: str) -> None:
+    """Delete the store's own entries (and our hidden temporaries), never other files in the directory."""
+    for name in (RELEVANCE_ZARR, SUMMARIES_DIR, MANIFEST_DIR):
+        p = os.path.join(root, name)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.unlink(p)
+    for name in os.listdir(root):
+        if name.startswith(f".{RELEVANCE_ZARR}."):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+class AuditStore:
+    """An open audit directory for writing; build it with :meth:`create_or_open`."""
+
+    def __init__(self, root: str, spec: AuditSpec, attrs: dict[str, Any]) -> None:
+        self.root = root
+        self.layout = AuditLayout(root)
+        self.spec = spec
+        self.attrs = attrs
+        self.plan = plan_shards(spec.n_samples, spec.shard_size)
+        self._arrays = RelevanceArrays(self.layout.zarr_path, spec)
+
+    @classmethod
+    def create_or_open(
+        cls, path: str | os.PathLike[str], spec: AuditSpec, mode: Mode = "resume"
+    ) -> AuditStore:
+        """Open the audit at ``path`` for writing, creating it if needed.
+
+        ``resume``: create if absent, else open and check that config digest, weights digest and layout
+        match (refused with :class:`ConfigMismatchError` otherwise). ``overwrite``: delete the existing
+        store first. ``create``: refuse if a store exists. Safe to call from several processes at once.
+        """
+        if mode not in ("resume", "overwrite", "create"):
+            raise ValueError(f"mode must be 'resume', 'overwrite' or 'create', got {mode!r}")
+        root = local_path(path)
+        if root is None:
+            raise AuditStoreError(
+                f"writing an audit needs a local path (atomic rename and fsync); got {os.fspath(path)!r}. "
+                "Write locally and copy the finished directory; open_audit() reads fsspec URLs."
+            )
+        root = os.path.abspath(root)
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise AuditStoreError(f"audit path {root} exists and is not a directory")
+        layout = AuditLayout(root)
+        if mode == "overwrite" and os.path.isdir(root):
+            _wipe(root)
+        if mode == "create" and os.path.exists(os.path.join(layout.zarr_path, "zarr.json")):
+            raise AuditStoreError(f"an audit already exists at {root} (mode='create'); use mode='resume'")
+        for d in (root, layout.summaries_dir, layout.manifest_dir):
+            os.makedirs(d, exist_ok=True)
+
+        new_id = spec.audit_id or spec.new_audit_id()
+        create_group_atomically(root, spec, _new_attrs(spec, new_id))
+        stored = read_group_attrs(layout.zarr_path)
+        _check_compatible(root, stored, spec)
+        spec = dataclasses.replace(spec, audit_id=stored["audit_id"], config_digest=stored["config_digest"])
+        recover_missing_records(layout, stored["audit_id"], stored["config_digest"])
+        return cls(root, spec, stored)
+
+    # Queries ----------------------------------------------------------------------------------------
+
+    @property
+    def audit_id(self) -> str:
+        assert self.spec.audit_id is not None
+        return self.spec.audit_id
+
+    @property
+    def config_digest(self) -> str:
+        return self.spec.digest
+
+    def committed_shards(self) -> set[int]:
+        """Shard ids whose Parquet part is published (and whose Zarr rows were durable before that)."""
+        return set(committed_part_ids(self.layout.summaries_dir))
+
+    def is_committed(self, shard_id: int) -> bool:
+        return os.path.exists(self.layout.part_path(shard_id))
+
+    def pending_shards(self) -> list[tuple[int, int, int]]:
+        """The plan entries still to do, in order: what a resumed run should compute."""
+        done = self.committed_shards()
+        return [entry for entry in self.plan if entry[0] not in done]
+
+    # Writing ----------------------------------------------------------------------------------------
+
+    def write_shard(self, shard: ShardResult) -> bool:
+        """Write and commit one shard; False (and nothing touched) if it was already committed.
+
+        Everything is validated before the first byte is written, so a bad shard raises
+        :class:`ShardValidationError` and leaves the store as it was."""
+        sid = shard.shard_id
+        if not 0 <= sid < len(self.plan):
+            raise ShardValidationError(f"shard {sid} is not in the plan (0..{len(self.plan) - 1})")
+        _, start, stop = self.plan[sid]
+        if (shard.start, shard.stop) != (start, stop):
+            raise ShardValidationError(
+                f"shard {sid} covers samples {start}:{stop} in the plan, got {shard.start}:{shard.stop}"
+            )
+        if self.is_committed(sid):
+            return False
+        data = self._validated_arrays(shard)
+        table = table_from_frame(
+            shard.summaries,
+            shard_id=sid,
+            start=start,
+            stop=stop,
+            rows_per_sample=self.spec.k,
+            audit_id=self.audit_id,
+        )
+        self._check_consistency(
+            shard, table.column("sample_index").to_numpy(), table.column("target").to_numpy()
+        )
+
+        remove_stale_temporaries(self.layout.summaries_dir, part_name(sid))
+        remove_stale_temporaries(self.layout.manifest_dir, record_name(sid))
+        self._arrays.write(start, stop, data)
+        _maybe_die("after_zarr", sid)
+
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "shard_id": sid,
+            "start": start,
+            "stop": stop,
+            "rows": table.num_rows,
+            "audit_id": self.audit_id,
+            "config_digest": self.config_digest,
+        }
+        payload = encode_part(table, meta)
+        sha = write_part(self.layout.part_path(sid), payload)
+        _maybe_die("after_parquet", sid)
+
+        chunks = {name: self._arrays.chunk_keys(name, start, stop) for name in data}
+        write_record(
+            self.layout,
+            make_record(
+                shard_id=sid,
+                start=start,
+                stop=stop,
+                rows=table.num_rows,
+                part_file=part_name(sid),
+                part_sha256=sha,
+                part_bytes=len(payload),
+                audit_id=self.audit_id,
+                config_digest=self.config_digest,
+                chunks=chunks,
+            ),
+        )
+        return True
+
+    def _validated_arrays(self, shard: ShardResult) -> dict[str, np.ndarray]:
+        spec, sid, n = self.spec, shard.shard_id, shard.n
+        where = f"shard {sid} (samples {shard.start}:{shard.stop})"
+
+        def shaped(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+            arr = np.asarray(value)
+            if arr.shape != shape:
+                raise ShardValidationError(f"{where}: {name} has shape {arr.shape}, expected {shape}")
+            return arr
+
+        def finite(name: str, arr: np.ndarray) -> None:
+            if arr.dtype.kind not in "fiu":
+                raise ShardValidationError(f"{where}: {name} must be numeric, got dtype {arr.dtype}")
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
+                raise ShardValidationError(
+                    f"{where}: {name} has {int(bad.sum())} NaN/inf values, in samples "
+                    f"{[shard.start + int(r) for r in rows[:5]]}{'...' if len(rows) > 5 else ''}; "
+                    "nothing was written"
+                )
+
+        def stored(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
+            out = arr.astype(dtype, copy=False)
+            if out.dtype.kind == "f" and arr.dtype != out.dtype and not np.isfinite(out).all():
+                raise ShardValidationError(
+                    f"{where}: {name} exceeds the {dtype} range "
+                    f"(max |value| {float(np.abs(arr).max()):.6g}); store it as float32"
+                )
+            return out
+
+        rel = shaped("relevance", shard.relevance, (n, *spec.relevance_row_shape))
+        finite("relevance", rel)
+        logits = shaped("logits", shard.logits, (n, spec.n_classes))
+        finite("logits", logits)
+        target = shaped("target", shard.target, (n, *spec.target_row_shape))
+        if target.dtype.kind not in "iu":
+            raise ShardValidationError(f"{where}: target must be integers, got dtype {target.dtype}")
+        if target.size and (target.min() < 0 or target.max() >= spec.n_classes):
+            raise ShardValidationError(
+                f"{where}: target values [{target.min()}, {target.max()}] outside [0, {spec.n_classes})"
+            )
+        data = {
+            RELEVANCE: stored("relevance", rel, spec.dtype),
+            LOGITS: stored("logits", logits, "float32"),
+            TARGET: target.astype(np.int64, copy=False),
+        }
+        if spec.keep_input:
+            if shard.input is None:
+                raise ShardValidationError(
+                    f"{where}: the audit keeps inputs (keep_input=True) but input is None"
+                )
+            data[INPUT] = stored(
+                "input", shaped("input", shard.input, (n, *spec.sample_shape)), spec.input_dtype
+            )
+        elif shard.input is not None:
+            raise ShardValidationError(
+                f"{where}: input given but the audit was created with keep_input=False"
+            )
+        if spec.n_concepts:
+            if shard.concepts is None:
+                raise ShardValidationError(
+                    f"{where}: the audit keeps {spec.n_concepts} concepts but concepts is None"
+                )
+            con = shaped("concepts", shard.concepts, (n, spec.n_concepts, *spec.sample_shape))
+            finite("concepts", con)
+            data[CONCEPTS] = stored("concepts", con, spec.dtype)
+        elif shard.concepts is not None:
+            raise ShardValidationError(f"{where}: concepts given but the audit was created with n_concepts=0")
+        return data
+
+    def _check_consistency(self, shard: ShardResult, sample_index: np.ndarray, target: np.ndarray) -> None:
+        """Summary rows must describe exactly this shard's samples and targets, in (sample, rank) order."""
+        where = f"shard {shard.shard_id} (samples {shard.start}:{shard.stop})"
+        expected_index = np.repeat(np.arange(shard.start, shard.stop, dtype=np.int64), self.spec.k)
+        if not np.array_equal(sample_index, expected_index):
+            raise ShardValidationError(
+                f"{where}: summaries sample_index must list each sample of the shard "
+                f"{self.spec.k} time(s), in order"
+            )
+        if not np.array_equal(target, np.asarray(shard.target).reshape(-1)):
+            raise ShardValidationError(
+                f"{where}: summaries target column differs from the shard's target array"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditStore({self.root!r}, audit_id={self.audit_id!r}, "
+            f"{len(self.committed_shards())}/{len(self.plan)} shards committed)"
+        )

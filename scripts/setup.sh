@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh machine: a virtual environment in .venv with the project, the
+# pipeline (Prefect, Ray, Zarr, pandas) and the dev tools, torch pinned to the CPU wheel by
+# constraints.txt (an unpinned torch would pull a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[pipeline,dev]'
+if [ "${1:-}" = "--with-zennit" ]; then
+  # zennit 1.0 (the reference PyTorch LRP library) imports torchvision, which does not load beside
+  # the torch 2.13 CPU wheel; the cross-check test runs it in its own environment.
+  if [ ! -x .venv-zennit/bin/python ]; then
+    "$PY" -m venv .venv-zennit
+  fi
+  if [ "$(uname -m)" = "aarch64" ]; then TV="torch==2.9.1 torchvision==0.24.1"; else TV="torch==2.14.1 torchvision==0.29.1"; fi
+  # shellcheck disable=SC2086
+  .venv-zennit/bin/python -m pip install -q $TV numpy pillow click
+  .venv-zennit/bin/python -m pip install -q --no-deps --ignore-requires-python zennit==1.0.0
+fi
+echo "set-up done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
