@@ -36,7 +36,7 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """z + ε·sign(z), with sign(0) = +1 as in both reference libraries."""
     if epsilon == 0:
         return z
-    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 def _positive(t: Tensor) -> Tensor:
@@ -315,8 +315,9 @@ class GeneralizedGammaRule(_SignSplitRule):
             z_pos = z_pos + ctx.forward(a_neg, rho_neg, None)
             z_neg = z_neg + ctx.forward(a_neg, rho_pos, None)
         z = ctx.output.detach()
-        s_pos = (z > 0).to(z.dtype) * relevance / self.modify_denominator(z_pos)
-        s_neg = (z < 0).to(z.dtype) * relevance / self.modify_denominator(z_neg)
+        zero = torch.zeros((), dtype=z.dtype, device=z.device)
+        s_pos = torch.where(z > 0, relevance, zero) / self.modify_denominator(z_pos)
+        s_neg = torch.where(z < 0, relevance, zero) / self.modify_denominator(z_neg)
         terms = [(a_pos, rho_pos, s_pos), (a_pos, rho_neg, s_neg)]
         if a_neg is not None:
             terms += [(a_neg, rho_neg, s_pos), (a_neg, rho_pos, s_neg)]

@@ -1,0 +1,117 @@
+"""LRP cost against the cost of a gradient: forward, forward+backward (gradient×input), our LRP
+(EpsilonPlusFlat on the canonized model) and zennit 1.0 when importable, measured in one run on
+the same inputs and printed as ms and as ratios to forward+backward.
+
+    .venv/bin/python benchmarks/engine.py                        # without zennit
+    PYTHONPATH=. .venv-zennit/bin/python benchmarks/engine.py    # with zennit (own torch build)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lrp_tasks.engine import LRP, EpsilonPlusFlat, canonize  # noqa: E402
+
+from tests.engine.models import randomize_batchnorm, seed_cnn  # noqa: E402
+
+
+def vgg11_like(classes: int = 1000) -> nn.Sequential:
+    """torchvision's vgg11_bn layout (features, 7×7 adaptive pooling, 3-layer classifier)."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(channels, int(v), 3, padding=1), nn.BatchNorm2d(int(v)), nn.ReLU()]
+            channels = int(v)
+    model = nn.Sequential(
+        nn.Sequential(*layers),
+        nn.AdaptiveAvgPool2d((7, 7)),
+        nn.Flatten(),
+        nn.Sequential(
+            nn.Linear(512 * 49, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(),
+            nn.Linear(4096, classes),
+        ),
+    )
+    randomize_batchnorm(model)
+    return model.eval()
+
+
+def timeit(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3
+
+
+def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
+    model.eval()
+    fused = canonize(model)
+    analyzer = LRP(fused, EpsilonPlusFlat()) if isinstance(fused, nn.Sequential) else None
+    if analyzer is None:
+        from lrp_tasks.engine import GraphLRP
+
+        analyzer = GraphLRP(fused, EpsilonPlusFlat())
+
+    def forward() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    def forward_backward() -> object:
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        return torch.autograd.grad(out.max(1).values.sum(), xg)[0] * x
+
+    rows = {
+        "forward": timeit(forward, repeats),
+        "forward+backward": timeit(forward_backward, repeats),
+        "lrp-audit LRP": timeit(lambda: analyzer(x), repeats),
+    }
+    try:
+        from zennit.attribution import Gradient
+        from zennit.canonizers import SequentialMergeBatchNorm
+        from zennit.composites import EpsilonPlusFlat as ZEpsilonPlusFlat
+
+        composite = ZEpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
+        with Gradient(model=model, composite=composite) as attributor:
+            classes = model(x).shape[1]
+            target = torch.eye(classes)[model(x).argmax(1)]
+            rows["zennit 1.0 LRP"] = timeit(lambda: attributor(x, target), repeats)
+    except ImportError:
+        pass
+    base = rows["forward+backward"]
+    print(f"\n{name}: input {tuple(x.shape)}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for label, ms in rows.items():
+        print(f"  {label:<18} {ms:9.2f} ms   {ms / base:5.2f}x forward+backward")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", choices=["seed", "vgg", "resnet"], default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.only in (None, "seed"):
+        measure("seed CNN (batch 64)", seed_cnn(), torch.randn(64, 3, 32, 32), args.repeats)
+    if args.only in (None, "vgg"):
+        measure("VGG11-shaped (64x64, batch 8)", vgg11_like(), torch.randn(8, 3, 64, 64), args.repeats)
+    if args.only in (None, "resnet"):
+        measure("ResNet18-shaped (64x64, batch 8)", resnet18_like(), torch.randn(8, 3, 64, 64), args.repeats)
+
+
+if __name__ == "__main__":
+    main()
