@@ -27,6 +27,7 @@ from .composites import (
     RangeTypeMap,
 )
 from .context import LayerContext
+from .crp import CRP, IndexedFeatures, TopNFeatures
 from .explanation import Explanation
 from .presets import (
     PRESETS,
@@ -60,7 +61,10 @@ __all__ = [
     "LRP",
     "LRP_CONFIG",
     "PRESETS",
+    "CRP",
     "AlphaBetaRule",
+    "IndexedFeatures",
+    "TopNFeatures",
     "Composite",
     "EpsilonAlpha2Beta1",
     "EpsilonAlpha2Beta1Flat",
