@@ -20,9 +20,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lrp_tasks.engine import LRP, EpsilonPlusFlat, canonize  # noqa: E402
-
-from tests.engine.models import randomize_batchnorm, seed_cnn  # noqa: E402
+from lrp_tasks.engine import LRP, EpsilonPlusFlat, canonize
+from tests.engine.models import randomize_batchnorm, seed_cnn
+from tests.engine.resnets import resnet18_like
 
 
 def vgg11_like(classes: int = 1000) -> nn.Sequential:
@@ -61,11 +61,7 @@ def timeit(fn: Callable[[], object], repeats: int) -> float:
 def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
     model.eval()
     fused = canonize(model)
-    analyzer = LRP(fused, EpsilonPlusFlat()) if isinstance(fused, nn.Sequential) else None
-    if analyzer is None:
-        from lrp_tasks.engine import GraphLRP
-
-        analyzer = GraphLRP(fused, EpsilonPlusFlat())
+    analyzer = LRP(fused, EpsilonPlusFlat())  # a GraphLRP for non-sequential models
 
     def forward() -> object:
         with torch.no_grad():

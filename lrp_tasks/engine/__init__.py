@@ -29,6 +29,7 @@ from .composites import (
 from .context import LayerContext
 from .crp import CRP, IndexedFeatures, TopNFeatures
 from .explanation import Explanation
+from .graph import GraphLRP, GraphTraceError, canonize_graph, trace
 from .presets import (
     PRESETS,
     EpsilonAlpha2Beta1,
@@ -58,13 +59,11 @@ from .rules import (
 from .selection import TopK
 
 __all__ = [
+    "CRP",
     "LRP",
     "LRP_CONFIG",
     "PRESETS",
-    "CRP",
     "AlphaBetaRule",
-    "IndexedFeatures",
-    "TopNFeatures",
     "Composite",
     "EpsilonAlpha2Beta1",
     "EpsilonAlpha2Beta1Flat",
@@ -83,6 +82,9 @@ __all__ = [
     "GlobalMap",
     "GlobalTypeMap",
     "GradientRule",
+    "GraphLRP",
+    "GraphTraceError",
+    "IndexedFeatures",
     "InvalidRuleError",
     "LRPConfig",
     "LRPRule",
@@ -100,12 +102,14 @@ __all__ = [
     "RuleLayerMismatchError",
     "SoftmaxOutputError",
     "TopK",
+    "TopNFeatures",
     "WSquareRule",
     "ZBoxRule",
     "ZPlusRule",
     "ZeroRule",
     "analyze",
     "canonize",
+    "canonize_graph",
     "check_model",
     "flatten_model",
     "fuse_batchnorm",
@@ -113,4 +117,5 @@ __all__ = [
     "named_leaf_layers",
     "stabilize",
     "strip_softmax",
+    "trace",
 ]

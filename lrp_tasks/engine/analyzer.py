@@ -22,7 +22,7 @@ from .context import LayerContext
 from .explanation import Explanation
 from .layers import NONNEGATIVE_OUTPUT_TYPES, SIGN_PRESERVING_TYPES, has_weight
 from .rules import GeneralizedGammaRule, LRPRule, RuleLayerMismatchError
-from .selection import Selection, SeedMode, TopK, output_relevance, resolve_selection
+from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
 
 RelevanceHook = Callable[[Tensor], Tensor]
 
@@ -69,6 +69,14 @@ class LRP:
 
     name = "LRP"
 
+    def __new__(cls, model: nn.Module, *args: object, **kwargs: object) -> LRP:
+        """Models that are not ``nn.Sequential`` are analyzed on their torch.fx graph."""
+        if cls is LRP and not isinstance(model, nn.Sequential):
+            from .graph import GraphLRP
+
+            return super().__new__(GraphLRP)
+        return super().__new__(cls)
+
     def __init__(
         self,
         model: nn.Module,
@@ -78,11 +86,6 @@ class LRP:
         skip_checks: bool = False,
         config: LRPConfig = LRP_CONFIG,
     ) -> None:
-        if not isinstance(model, nn.Sequential):
-            raise TypeError(
-                f"LRP takes an nn.Sequential model, got {type(model).__name__}; residual or branching "
-                "models are analyzed with GraphLRP(model, composite) (torch.fx)."
-            )
         if flatten:
             self.named_layers = list(named_leaf_layers(model))
         else:
@@ -211,7 +214,9 @@ class LRP:
             seed_relevance = output_relevance(logits.detach(), index, seed)
             val, layerwise = self.relevance_pass(record, seed_relevance, keep_layerwise=layerwise_relevances)
         extras = {"seed": seed}
-        if layerwise is not None:
+        if isinstance(layerwise, dict):
+            extras["layerwise_relevances"] = {name: _unflatten_k(r, k) for name, r in layerwise.items()}
+        elif layerwise is not None:
             extras["layerwise_relevances"] = [_unflatten_k(r, k) for r in layerwise]
         output = logits.detach()[::k] if k > 1 else logits.detach()
         return Explanation(

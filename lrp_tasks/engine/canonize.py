@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from .layers import BATCHNORM_TYPES, CONV_TRANSPOSE_TYPES, CONV_TYPES, SOFTMAX_T
 def named_leaf_layers(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
     """Layers of nested ``nn.Sequential`` containers in execution order, with their full names."""
     if isinstance(model, nn.Sequential):
-        for name, child in model.named_children():
+        for name, child in model._modules.items():  # keeps a layer listed twice
             yield from named_leaf_layers(child, f"{prefix}.{name}" if prefix else name)
     else:
         yield prefix, model
@@ -54,6 +55,10 @@ def strip_softmax(model: nn.Module) -> nn.Module:
     """The model without a final Softmax/LogSoftmax, so explanations are of logits.
 
     Returns new containers sharing the user's layers; the input model is not modified."""
+    if not isinstance(model, nn.Sequential):
+        from .graph import strip_softmax_graph, trace
+
+        return strip_softmax_graph(trace(model))
     leaves = list(named_leaf_layers(model))
     if not leaves or not isinstance(leaves[-1][1], SOFTMAX_TYPES):
         return model
@@ -118,7 +123,7 @@ def canonize(model: nn.Module) -> nn.Module:
     fused = copy.deepcopy(model)
     leaves = list(named_leaf_layers(fused))
     parents = _parents(fused)
-    for (_, layer), (bn_name, bn) in zip(leaves, leaves[1:], strict=False):
+    for (_, layer), (bn_name, bn) in pairwise(leaves):
         if _fusable(layer, bn) and bn_name in parents:
             fuse_batchnorm(layer, bn)
             parent, key = parents[bn_name]

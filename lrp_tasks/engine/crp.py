@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .analyzer import LRP, inference_mode
 from .explanation import Explanation
-from .selection import Selection, SeedMode, TopK, output_relevance, resolve_selection
+from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
 
 
 @dataclass(frozen=True)

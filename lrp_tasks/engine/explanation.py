@@ -22,7 +22,8 @@ class Explanation:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def layerwise_relevances(self) -> list[Tensor] | None:
+    def layerwise_relevances(self) -> list[Tensor] | dict[str, Tensor] | None:
+        """Sequential models: a list per layer boundary; graph models: a dict by node name."""
         return self.extras.get("layerwise_relevances")
 
     def relevance_sum(self) -> Tensor:

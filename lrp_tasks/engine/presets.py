@@ -74,7 +74,7 @@ def _composite(
     primitives = [_base_map(conv_rule, epsilon, convention)]
     if first_rule is not None:
         if convention == "zennit":
-            types = CONVOLUTIONS + (nn.Linear,) if first_includes_linear else CONVOLUTIONS
+            types = (*CONVOLUTIONS, nn.Linear) if first_includes_linear else CONVOLUTIONS
             primitives.append(FirstMatchTypeMap({types: first_rule}))
         else:
             primitives.append(FirstLayerTypeMap({CONVOLUTIONS: first_rule}))
@@ -83,7 +83,7 @@ def _composite(
     return Composite(*primitives, default=default, name=f"{name}{suffix}")
 
 
-def EpsilonGammaBox(  # noqa: N802 - preset names follow both reference libraries
+def EpsilonGammaBox(
     low: float | Tensor,
     high: float | Tensor,
     epsilon: float = 1e-6,
@@ -101,20 +101,20 @@ def EpsilonGammaBox(  # noqa: N802 - preset names follow both reference librarie
     )
 
 
-def EpsilonPlus(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:  # noqa: N802
+def EpsilonPlus(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:
     """z⁺ on convolutions, ε on dense layers."""
     stab = _stabilizer(convention)
     return _composite("EpsilonPlus", ZPlusRule(stabilizer=stab), None, epsilon, convention, False)
 
 
-def EpsilonAlpha2Beta1(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:  # noqa: N802
+def EpsilonAlpha2Beta1(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:
     """α2β1 on convolutions, ε on dense layers."""
     stab = _stabilizer(convention)
     rule = AlphaBetaRule(2.0, 1.0, stabilizer=stab)
     return _composite("EpsilonAlpha2Beta1", rule, None, epsilon, convention, False)
 
 
-def EpsilonPlusFlat(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:  # noqa: N802
+def EpsilonPlusFlat(epsilon: float = 1e-6, *, convention: Convention = "rpj") -> Composite:
     """EpsilonPlus with the Flat rule on the first convolution (zennit: first Linear-or-Conv)."""
     stab = _stabilizer(convention)
     return _composite(
@@ -122,7 +122,7 @@ def EpsilonPlusFlat(epsilon: float = 1e-6, *, convention: Convention = "rpj") ->
     )
 
 
-def EpsilonAlpha2Beta1Flat(  # noqa: N802
+def EpsilonAlpha2Beta1Flat(
     epsilon: float = 1e-6, *, convention: Convention = "rpj"
 ) -> Composite:
     """EpsilonAlpha2Beta1 with the Flat rule on the first convolution (zennit: first Linear-or-Conv)."""

@@ -367,7 +367,7 @@ class _InputIndependentRule(LRPRule):
     """Rules with ã = 1: z depends only on the input shape, so it is computed on one sample."""
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
-        weight, bias = self.modified_parameters(ctx)
+        weight, _ = self.modified_parameters(ctx)
         one = torch.ones((1, *ctx.input.shape[1:]), dtype=ctx.input.dtype, device=ctx.input.device)
         z = ctx.forward(one, weight, None)
         s = relevance / self.modify_denominator(z)

@@ -144,7 +144,7 @@ def test_nan_input_is_refused_with_the_sample():
     analyzer = LRP(relu_mlp())
     x = torch.randn(3, 10)
     x[1, 4] = float("nan")
-    with pytest.raises(ValueError, match="NaN or inf.*sample 1"):
+    with pytest.raises(ValueError, match=r"NaN or inf.*sample 1"):
         analyzer(x)
 
 
