@@ -1,0 +1,101 @@
+"""The ``audit`` flow: plan shards, create or reopen the store, skip committed shards, fan the rest
+out to Ray workers, and finish with a markdown artifact and a small result.
+
+Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
+(``audit(config_path="conf/demo.yaml")``) or as the ``audit/nightly-digits`` deployment."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+
+from flows.progress import Progress
+from flows.report import audit_statistics, markdown_report
+from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
+from lrp_tasks.distributed import run_shards
+from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.store import open_audit
+
+
+@task(name="prepare-store")
+def prepare_store(cfg: AuditConfig, digest: str, fresh: bool) -> dict[str, Any]:
+    """Load the model once here (errors surface before any worker starts) and create the store."""
+    explainer = ShardExplainer(cfg, digest=digest, create_mode="overwrite" if fresh else "resume")
+    store = explainer.store
+    return {
+        "plan": store.plan,
+        "pending": store.pending_shards(),
+        "audit_id": store.audit_id,
+        "n_samples": explainer.spec.n_samples,
+        "composite": explainer.spec.composite,
+    }
+
+
+@task(name="explain-shards-on-ray")
+def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int) -> dict[str, Any]:
+    """One Prefect task drives a Ray actor pool; progress goes to the logs and a progress artifact."""
+    logger = get_run_logger()
+    progress = Progress(total_shards=total, done_shards=total - len(pending))
+    artifact = create_progress_artifact(progress.percent, key="audit-progress", description="shards committed")
+
+    def on_done(outcome: Any, raw: dict[str, Any]) -> None:
+        progress.shard_done(outcome.samples)
+        update_progress_artifact(artifact, progress.percent)
+        logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
+
+    began = time.perf_counter()
+    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning)
+    seconds = time.perf_counter() - began
+    explained = sum(o["samples"] for o in outcomes)
+    return {
+        "seconds": seconds,
+        "samples_explained": explained,
+        "samples_per_second": explained / seconds if seconds > 0 and explained else 0.0,
+        "nodes": sorted({o.get("node", "") for o in outcomes}),
+        "shards_run": [o["shard_id"] for o in outcomes if o["explained"]],
+    }
+
+
+@task(name="report")
+def report(cfg: AuditConfig, timing: dict[str, Any]) -> dict[str, Any]:
+    audit_dir = open_audit(cfg.output)
+    stats = audit_statistics(audit_dir.summaries)
+    shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
+    create_markdown_artifact(markdown_report(cfg.name, cfg.output, stats, shown), key=f"audit-{_key(cfg.name)}")
+    return stats
+
+
+def _key(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+@flow(name="audit", log_prints=True)
+def audit(config: AuditConfig | None = None, config_path: str | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Explain every sample of the configured dataset and keep the results.
+
+    config: the audit (the Prefect UI shows it as a form), or config_path: a YAML file;
+    fresh: wipe an existing store instead of resuming it."""
+    if (config is None) == (config_path is None):
+        raise ValueError("give exactly one of config or config_path")
+    cfg = config if config is not None else load_config(config_path)
+    # relative paths in a config resolve against the working directory (the repository root for
+    # conf/*.yaml and for the deployment, whose pull step sets it)
+    check_files(cfg)
+    digest = config_digest(cfg)
+    cfg = audit_config_for_workers(cfg)
+    prepared = prepare_store(cfg, digest, fresh)
+    total = len(prepared["plan"])
+    timing = explain_on_ray(cfg, digest, prepared["pending"], total)
+    stats = report(cfg, timing)
+    return {
+        "audit": cfg.name,
+        "store": cfg.output,
+        "audit_id": prepared["audit_id"],
+        "shards": total,
+        "shards_skipped": total - len(prepared["pending"]),
+        **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
+        **stats,
+    }
