@@ -23,12 +23,12 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from lrp_tasks.config import AuditConfig, RaySpec
-from lrp_tasks.shard import CRASH_HOOK, ShardExplainer, ShardOutcome
+from lrp_tasks.shard import TEST_HOOKS, ShardExplainer, ShardOutcome
 
 log = logging.getLogger("lrp_tasks.distributed")
 
 Shard = tuple[int, int, int]
-PASSED_ENV = (CRASH_HOOK, "CUDA_VISIBLE_DEVICES")
+PASSED_ENV = (*TEST_HOOKS, "CUDA_VISIBLE_DEVICES")
 
 
 class ShardsFailedError(RuntimeError):

@@ -33,7 +33,12 @@ from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
 from lrp_tasks.summaries import summarize
 
 CRASH_HOOK = "LRP_AUDIT_TEST_CRASH_SHARD"
-"""Test hook: the first attempt of this shard id kills its worker process (fault-tolerance tests)."""
+"""Test hook: the first attempt of this shard id kills its worker process (fault-tolerance tests);
+with LRP_AUDIT_TEST_CRASH_ALWAYS=1 every attempt does."""
+CRASH_ALWAYS_HOOK = "LRP_AUDIT_TEST_CRASH_ALWAYS"
+SLOW_HOOK = "LRP_AUDIT_TEST_SHARD_SECONDS"
+"""Test hook: each shard takes at least this long, so a test can kill a run midway."""
+TEST_HOOKS = (CRASH_HOOK, CRASH_ALWAYS_HOOK, SLOW_HOOK)
 
 
 class TargetError(ValueError):
@@ -160,6 +165,7 @@ class ShardExplainer:
         if self.store.is_committed(shard_id):
             return ShardOutcome(shard_id, start, stop, False, 0.0, 0, worker=self.worker)
         _crash_for_tests(self.cfg.output, shard_id)
+        delay = float(os.environ.get(SLOW_HOOK, "0"))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("val", "logits", "target", "seed", "input", "concepts")}
         labels, index, ids = [], [], []
         for lo in range(start, stop, self.cfg.batch_size):
@@ -205,6 +211,8 @@ class ShardExplainer:
                 concepts=arrays.get("concepts"),
             )
         )
+        if delay:
+            time.sleep(max(0.0, delay - (time.perf_counter() - began)))
         errors = summaries["conservation_error"].abs()
         predicted = summaries.loc[summaries["target_rank"] == 0, "predicted"].value_counts()
         return ShardOutcome(
@@ -227,7 +235,7 @@ def _crash_for_tests(output: str, shard_id: int) -> None:
     if wanted is None or int(wanted) != shard_id:
         return
     marker = Path(output) / f".test-crashed-shard-{shard_id}"
-    if marker.exists():
+    if marker.exists() and os.environ.get(CRASH_ALWAYS_HOOK) != "1":
         return
     marker.touch()
     os._exit(13)
