@@ -92,6 +92,35 @@ def _as_1d(name: str, value: np.ndarray | Sequence[int], n: int, dtype: type) ->
     return arr.astype(dtype, copy=False)
 
 
+def _top_k(flat: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and values of the ``kk`` largest entries per row, largest first, ties by lowest index.
+
+    ``argpartition`` is O(D) but picks arbitrarily among values tied at the cut (common: sparse maps
+    have many exact zeros); rows with such a tie are redone exactly so the result never depends on
+    numpy's selection algorithm."""
+    rows = flat.shape[0]
+    if kk == 0:
+        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.float32)
+    size = flat.shape[1]
+    part = np.argpartition(flat, size - kk, axis=1)[:, size - kk :]
+    vals = np.take_along_axis(flat, part, axis=1)
+    cut = vals.min(axis=1, keepdims=True)
+    tied = np.flatnonzero((flat == cut).sum(axis=1) > (vals == cut).sum(axis=1))
+    if tied.size:
+        sub, sub_cut = flat[tied], cut[tied]
+        above = sub > sub_cut
+        at_cut = sub == sub_cut
+        need = kk - above.sum(axis=1, keepdims=True)
+        keep = above | (at_cut & (np.cumsum(at_cut, axis=1) <= need))
+        part[tied] = np.nonzero(keep)[1].reshape(tied.size, kk)
+        vals[tied] = np.take_along_axis(sub, part[tied], axis=1)
+    order = np.lexsort((part, -vals.astype(np.float64)), axis=-1)
+    return (
+        np.take_along_axis(part, order, axis=1).astype(np.int64),
+        np.take_along_axis(vals, order, axis=1).astype(np.float32),
+    )
+
+
 def summarize(
     relevance: np.ndarray,
     logits: np.ndarray,
@@ -166,10 +195,11 @@ def summarize(
     flat = relevance.reshape(rows, -1)
     size = flat.shape[1]
     total = np.add.reduce(flat, axis=1, dtype=np.float64)
-    positive = np.add.reduce(flat, axis=1, dtype=np.float64, where=flat > 0)
-    negative = np.add.reduce(flat, axis=1, dtype=np.float64, where=flat < 0)
     mag = np.abs(flat)
     mag_sum = np.add.reduce(mag, axis=1, dtype=np.float64)
+    # sum(R > 0) = (sum R + sum |R|) / 2: two plain sums instead of two masked ones (10x slower).
+    positive = (total + mag_sum) / 2
+    negative = (total - mag_sum) / 2
     log_mag = np.log(mag, out=np.zeros_like(mag), where=mag > 0)
     xlogx = np.add.reduce(mag * log_mag, axis=1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -177,20 +207,9 @@ def summarize(
         gini_weights = 2.0 * np.arange(1, size + 1, dtype=np.float64) - size - 1.0
         gini = np.where(mag_sum > 0, (np.sort(mag, axis=1) @ gini_weights) / (size * mag_sum), np.nan)
 
-    kk = min(top_k, size)
-    if kk > 0:
-        part = np.argpartition(-flat, kk - 1, axis=1)[:, :kk]
-        vals = np.take_along_axis(flat, part, axis=1)
-        order = np.lexsort((part, -vals.astype(np.float64)), axis=-1)  # largest first, then lowest index
-        top_pos = np.take_along_axis(part, order, axis=1).astype(np.int64)
-        top_val = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    else:
-        top_pos = np.zeros((rows, 0), np.int64)
-        top_val = np.zeros((rows, 0), np.float32)
+    top_pos, top_val = _top_k(flat, min(top_k, size))
 
-    stamp = np.datetime64(
-        (explained_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None), "us"
-    )
+    stamp = np.datetime64((explained_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None), "us")
     seed_flat = seed.reshape(rows)
     return pd.DataFrame(
         {

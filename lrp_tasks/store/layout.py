@@ -98,10 +98,7 @@ def plan_shards(n_samples: int, shard_size: int) -> list[tuple[int, int, int]]:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    return [
-        (i, start, min(start + shard_size, n_samples))
-        for i, start in enumerate(range(0, n_samples, shard_size))
-    ]
+    return [(i, start, min(start + shard_size, n_samples)) for i, start in enumerate(range(0, n_samples, shard_size))]
 
 
 def default_chunk_size(shard_size: int, bytes_per_sample: int, budget: int = DEFAULT_CHUNK_BYTES) -> int:

@@ -53,7 +53,8 @@ def make_record(
 
 def write_record(layout: AuditLayout, record: Mapping[str, Any]) -> None:
     data = json.dumps(dict(record), sort_keys=True, indent=1).encode()
-    atomic_write_bytes(layout.record_path(int(record["shard_id"])), data)
+    # No directory fsync: a record lost in a crash is rebuilt from its part (recover_missing_records).
+    atomic_write_bytes(layout.record_path(int(record["shard_id"])), data, sync_dir=False)
 
 
 def read_records(layout: AuditLayout, fs: Any = None) -> dict[int, dict[str, Any]]:
@@ -76,7 +77,11 @@ def read_records(layout: AuditLayout, fs: Any = None) -> dict[int, dict[str, Any
         if shard_id is None:
             continue
         with opener(path, "rb") as f:
-            records[shard_id] = json.loads(f.read())
+            raw = f.read()
+        try:
+            records[shard_id] = json.loads(raw)
+        except ValueError:
+            continue  # unreadable after a crash: treated as missing, so the next open rebuilds it
     return records
 
 

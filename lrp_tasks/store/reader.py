@@ -8,12 +8,10 @@ fsspec URLs (the store's Zarr group and Parquet parts are plain files).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
 import numpy as np
 import pandas as pd
-import xarray as xr
 import zarr
 
 from .errors import NotAnAuditError
@@ -22,24 +20,29 @@ from .manifest import read_records
 from .relevance import RELEVANCE
 from .summaries_io import committed_part_ids, read_parts
 
+if TYPE_CHECKING:  # xarray is imported on first use: writers never need it
+    import xarray as xr
+
 
 class AuditReader:
     """A read-only view of one audit directory (see :func:`open_audit`)."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.layout = AuditLayout(path)
         local = local_path(path)
-        self._fs = None if local is not None else fsspec.core.url_to_fs(path)[0]
+        self.path = local if local is not None else path  # 'file://' URLs become plain paths
+        self.layout = AuditLayout(self.path)
+        self._fs = None
+        if local is None:
+            import fsspec  # only URLs need it; local paths go through os
+
+            self._fs = fsspec.core.url_to_fs(path)[0]
         try:
             self._group = zarr.open_group(self.layout.zarr_path, mode="r", zarr_format=3)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise NotAnAuditError(f"no audit at {path}: {self.layout.zarr_path} is missing") from exc
         self.attrs: dict[str, Any] = dict(self._group.attrs)
         if "layout" not in self.attrs:
-            raise NotAnAuditError(
-                f"{self.layout.zarr_path} is a Zarr group but not an audit (no 'layout' attr)"
-            )
+            raise NotAnAuditError(f"{self.layout.zarr_path} is a Zarr group but not an audit (no 'layout' attr)")
         self._parts = committed_part_ids(self.layout.summaries_dir, fs=self._fs)
 
     # Provenance -------------------------------------------------------------------------------------
@@ -84,6 +87,8 @@ class AuditReader:
     @functools.cached_property
     def dataset(self) -> xr.Dataset:
         """All sample arrays as a lazily loaded xarray Dataset over the committed samples."""
+        import xarray as xr
+
         ds = xr.open_dataset(
             self.layout.zarr_path,
             engine="zarr",

@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from .durable import fsync_files_and_dirs, fsync_path, fsync_tree
+from .durable import fsync_path, fsync_tree, parent_dirs
 from .errors import AuditStoreError, NotAnAuditError
 from .layout import RELEVANCE_ZARR, TMP_SUFFIX
 from .spec import AuditSpec
@@ -37,6 +37,9 @@ SAMPLE_ARRAYS = (RELEVANCE, INPUT, LOGITS, TARGET, CONCEPTS)
 # Every chunk is written even when it equals the fill value: a shard's chunks then always exist, which
 # keeps fsync simple and makes "same content" checks exact.
 _WRITE_CONFIG = {"write_empty_chunks": True}
+# Chunk keys "c.<i>.0.0.0": all chunks of an array in one directory, so a shard's new files need one
+# directory fsync per array instead of one per nesting level.
+_CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
 def sample_dim_names(sample_shape: tuple[int, ...]) -> tuple[str, ...]:
@@ -51,11 +54,12 @@ def sample_dim_names(sample_shape: tuple[int, ...]) -> tuple[str, ...]:
 
 
 def _compressors(compression: str) -> tuple[BloscCodec, ...] | None:
-    # Byte shuffle groups the exponent bytes of floats together, which is where relevance maps compress.
+    # Float mantissas are noise; what compresses is the sign/exponent bits, which bit-shuffle lines up.
+    # lz4 runs at ~600 MB/s per core for ~10% saving, zstd-1 at ~200 MB/s for a few % more.
     if compression == "lz4":
-        return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+        return (BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),)
     if compression == "zstd":
-        return (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)
+        return (BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"),)
     return None
 
 
@@ -116,7 +120,7 @@ def _build_group(path: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> None:
             fill_value=entry["fill_value"],
             compressors=compressors,
             dimension_names=entry["dims"],
-            chunk_key_encoding={"name": "default", "separator": "/"},
+            chunk_key_encoding=_CHUNK_KEYS,
         )
     if spec.n_concepts:
         ids = np.asarray(spec.resolved_concept_ids, dtype=np.int64)
@@ -186,19 +190,18 @@ class RelevanceArrays:
             self.arrays[name] = arr.with_config(_WRITE_CONFIG)
         self.chunk = spec.resolved_chunk_size
 
-    def write(self, start: int, stop: int, data: Mapping[str, np.ndarray]) -> None:
-        """Write ``data[name]`` to rows ``start:stop`` of each array and fsync the chunk files.
+    def write(self, start: int, stop: int, data: Mapping[str, np.ndarray]) -> list[str]:
+        """Write ``data[name]`` to rows ``start:stop`` of each array; returns the chunk files and their
+        directories, which the caller must fsync before it commits the shard.
 
         ``start`` must sit on a chunk boundary and ``stop`` on one or at the end of the arrays; the
         caller (the store) guarantees it by only accepting planned shards."""
         touched: list[str] = []
         for name, values in data.items():
-            arr = self.arrays[name]
-            arr[start:stop] = values
-            touched.extend(
-                os.path.join(self.zarr_path, *key.split("/")) for key in self.chunk_keys(name, start, stop)
-            )
-        fsync_files_and_dirs(touched, stop_at=self.zarr_path)
+            self.arrays[name][start:stop] = values
+            files = [os.path.join(self.zarr_path, *key.split("/")) for key in self.chunk_keys(name, start, stop)]
+            touched += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, name))
+        return touched
 
     def chunk_keys(self, name: str, start: int, stop: int) -> list[str]:
         """Store keys (relative to the group) of the chunks holding rows ``start:stop`` of ``name``."""

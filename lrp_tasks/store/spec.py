@@ -30,9 +30,7 @@ def canonical_json(obj: Any) -> str:
     try:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"audit config must be JSON-serialisable (plain dicts/lists/str/numbers): {exc}"
-        ) from exc
+        raise TypeError(f"audit config must be JSON-serialisable (plain dicts/lists/str/numbers): {exc}") from exc
 
 
 def compute_config_digest(config: Mapping[str, Any]) -> str:
@@ -95,8 +93,7 @@ class AuditSpec:
             problems.append(f"concept_ids has {len(self.concept_ids)} ids for n_concepts={self.n_concepts}")
         if self.chunk_size is not None and (self.chunk_size < 1 or self.shard_size % self.chunk_size):
             problems.append(
-                f"chunk_size {self.chunk_size} must divide shard_size {self.shard_size} "
-                "(a shard must be whole chunks)"
+                f"chunk_size {self.chunk_size} must divide shard_size {self.shard_size} (a shard must be whole chunks)"
             )
         np.dtype(self.input_dtype)  # raises on a bad name
         canonical_json(dict(self.config))

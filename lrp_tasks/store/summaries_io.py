@@ -19,7 +19,6 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..summaries import SUMMARY_COLUMNS, SUMMARY_SCHEMA, empty_summaries
-from .durable import atomic_write_bytes
 from .errors import ShardValidationError
 from .layout import parse_part_name
 
@@ -66,9 +65,7 @@ def table_from_frame(
         raise ShardValidationError(f"{where}: summaries carry shard_id {sorted(shard_ids)}")
     audit_ids = set(table.column("audit_id").unique().to_pylist())
     if audit_ids - {audit_id}:
-        raise ShardValidationError(
-            f"{where}: summaries carry audit_id {sorted(audit_ids)}, the store is {audit_id!r}"
-        )
+        raise ShardValidationError(f"{where}: summaries carry audit_id {sorted(audit_ids)}, the store is {audit_id!r}")
     return table.replace_schema_metadata(None)
 
 
@@ -78,12 +75,6 @@ def encode_part(table: pa.Table, metadata: Mapping[str, Any]) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
-
-
-def write_part(path: str, data: bytes) -> str:
-    """Durably publish a part (hidden temporary, fsync, rename); returns its sha256."""
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def file_sha256(path: str) -> str:

@@ -2,9 +2,10 @@
 
 Order of a shard's write (each step durable before the next):
 
-1. Zarr rows ``start:stop`` of every array (whole chunks, chunk files fsynced);
-2. the Parquet part, published by atomic rename: from here the shard is committed;
-3. the commit record in ``manifest/``.
+1. Zarr rows ``start:stop`` of every array (whole chunks) and the Parquet part under a hidden name,
+   all fsynced (chunk files, their directory entries, the part);
+2. the part renamed to ``summaries/part-<shard>.parquet`` (directory fsynced): the commit point;
+3. the commit record in ``manifest/`` (a receipt that the next open rebuilds if it is lost).
 
 A writer killed before 2 leaves no committed trace; the shard is pending and the next run rewrites its
 chunks. Killed between 2 and 3, the shard is committed and the next open rebuilds its record. Shards of
@@ -14,6 +15,7 @@ one audit may be written by several processes at once as long as each shard has 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import warnings
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .durable import remove_stale_temporaries
+from .durable import fsync_many, fsync_path, remove_stale_temporaries, write_hidden
 from .errors import AuditStoreError, ConfigMismatchError, ShardValidationError
 from .layout import (
     FORMAT_VERSION,
@@ -47,7 +49,7 @@ from .relevance import (
     read_group_attrs,
 )
 from .spec import AuditSpec, ShardResult, canonical_json
-from .summaries_io import committed_part_ids, encode_part, table_from_frame, write_part
+from .summaries_io import committed_part_ids, encode_part, table_from_frame
 
 Mode = Literal["resume", "overwrite", "create"]
 
@@ -84,15 +86,12 @@ def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> Non
     hint = "Use a new audit directory, or mode='overwrite' to discard the existing audit."
     if stored.get("format_version") != FORMAT_VERSION:
         raise ConfigMismatchError(
-            f"audit at {path} has store format {stored.get('format_version')}, "
-            f"this code writes {FORMAT_VERSION}"
+            f"audit at {path} has store format {stored.get('format_version')}, this code writes {FORMAT_VERSION}"
         )
     if stored.get("config_digest") != spec.digest:
         old_cfg, new_cfg = stored.get("config") or {}, dict(spec.config)
         keys = sorted(
-            k
-            for k in set(old_cfg) | set(new_cfg)
-            if canonical_json(old_cfg.get(k)) != canonical_json(new_cfg.get(k))
+            k for k in set(old_cfg) | set(new_cfg) if canonical_json(old_cfg.get(k)) != canonical_json(new_cfg.get(k))
         )
         raise ConfigMismatchError(
             f"config digest mismatch: the audit at {path} was written with config digest "
@@ -115,8 +114,7 @@ def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> Non
         raise ConfigMismatchError(f"audit at {path} has another layout ({'; '.join(diffs)}). {hint}")
     if spec.audit_id is not None and spec.audit_id != stored.get("audit_id"):
         raise ConfigMismatchError(
-            f"audit at {path} has audit_id {stored.get('audit_id')!r}, "
-            f"this run asks for {spec.audit_id!r}. {hint}"
+            f"audit at {path} has audit_id {stored.get('audit_id')!r}, this run asks for {spec.audit_id!r}. {hint}"
         )
     if stored.get("composite") != spec.composite:
         warnings.warn(
@@ -151,9 +149,7 @@ class AuditStore:
         self._arrays = RelevanceArrays(self.layout.zarr_path, spec)
 
     @classmethod
-    def create_or_open(
-        cls, path: str | os.PathLike[str], spec: AuditSpec, mode: Mode = "resume"
-    ) -> AuditStore:
+    def create_or_open(cls, path: str | os.PathLike[str], spec: AuditSpec, mode: Mode = "resume") -> AuditStore:
         """Open the audit at ``path`` for writing, creating it if needed.
 
         ``resume``: create if absent, else open and check that config digest, weights digest and layout
@@ -236,14 +232,7 @@ class AuditStore:
             rows_per_sample=self.spec.k,
             audit_id=self.audit_id,
         )
-        self._check_consistency(
-            shard, table.column("sample_index").to_numpy(), table.column("target").to_numpy()
-        )
-
-        remove_stale_temporaries(self.layout.summaries_dir, part_name(sid))
-        remove_stale_temporaries(self.layout.manifest_dir, record_name(sid))
-        self._arrays.write(start, stop, data)
-        _maybe_die("after_zarr", sid)
+        self._check_consistency(shard, table.column("sample_index").to_numpy(), table.column("target").to_numpy())
 
         meta = {
             "format_version": FORMAT_VERSION,
@@ -255,9 +244,20 @@ class AuditStore:
             "config_digest": self.config_digest,
         }
         payload = encode_part(table, meta)
-        sha = write_part(self.layout.part_path(sid), payload)
-        _maybe_die("after_parquet", sid)
 
+        part = self.layout.part_path(sid)
+        remove_stale_temporaries(self.layout.summaries_dir, part_name(sid))
+        remove_stale_temporaries(self.layout.manifest_dir, record_name(sid))
+        # 1. Zarr chunks and the hidden part, made durable together (one concurrent fsync round).
+        to_sync = self._arrays.write(start, stop, data)
+        hidden = write_hidden(part, payload)
+        fsync_many([*to_sync, hidden])
+        _maybe_die("after_zarr", sid)
+        # 2. Publish the part: the commit point.
+        os.replace(hidden, part)
+        fsync_path(self.layout.summaries_dir)
+        _maybe_die("after_parquet", sid)
+        # 3. The receipt (rebuilt from the part by the next open if a crash loses it).
         chunks = {name: self._arrays.chunk_keys(name, start, stop) for name in data}
         write_record(
             self.layout,
@@ -267,7 +267,7 @@ class AuditStore:
                 stop=stop,
                 rows=table.num_rows,
                 part_file=part_name(sid),
-                part_sha256=sha,
+                part_sha256=hashlib.sha256(payload).hexdigest(),
                 part_bytes=len(payload),
                 audit_id=self.audit_id,
                 config_digest=self.config_digest,
@@ -289,6 +289,8 @@ class AuditStore:
         def finite(name: str, arr: np.ndarray) -> None:
             if arr.dtype.kind not in "fiu":
                 raise ShardValidationError(f"{where}: {name} must be numeric, got dtype {arr.dtype}")
+            if np.isfinite(np.add.reduce(arr, axis=None, dtype=np.float64)):
+                return  # one pass, no temporary: any NaN/inf would make the float64 sum non-finite
             bad = ~np.isfinite(arr)
             if bad.any():
                 rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
@@ -299,13 +301,18 @@ class AuditStore:
                 )
 
         def stored(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
-            out = arr.astype(dtype, copy=False)
-            if out.dtype.kind == "f" and arr.dtype != out.dtype and not np.isfinite(out).all():
-                raise ShardValidationError(
-                    f"{where}: {name} exceeds the {dtype} range "
-                    f"(max |value| {float(np.abs(arr).max()):.6g}); store it as float32"
-                )
-            return out
+            target = np.dtype(dtype)
+            if target.kind == "f" and arr.dtype.kind == "f" and target.itemsize < arr.dtype.itemsize and arr.size:
+                # Values from max + half an ulp on round to inf (65520 for float16).
+                finfo = np.finfo(target)
+                limit = float(finfo.max) + 2.0 ** (finfo.maxexp - finfo.nmant - 2)
+                lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+                if max(-lo, hi) >= limit:
+                    raise ShardValidationError(
+                        f"{where}: {name} exceeds the {dtype} range (max |value| {max(-lo, hi):.6g}, "
+                        f"{dtype} holds up to {float(finfo.max):.6g}); store it as float32"
+                    )
+            return arr.astype(target, copy=False)
 
         rel = shaped("relevance", shard.relevance, (n, *spec.relevance_row_shape))
         finite("relevance", rel)
@@ -325,21 +332,13 @@ class AuditStore:
         }
         if spec.keep_input:
             if shard.input is None:
-                raise ShardValidationError(
-                    f"{where}: the audit keeps inputs (keep_input=True) but input is None"
-                )
-            data[INPUT] = stored(
-                "input", shaped("input", shard.input, (n, *spec.sample_shape)), spec.input_dtype
-            )
+                raise ShardValidationError(f"{where}: the audit keeps inputs (keep_input=True) but input is None")
+            data[INPUT] = stored("input", shaped("input", shard.input, (n, *spec.sample_shape)), spec.input_dtype)
         elif shard.input is not None:
-            raise ShardValidationError(
-                f"{where}: input given but the audit was created with keep_input=False"
-            )
+            raise ShardValidationError(f"{where}: input given but the audit was created with keep_input=False")
         if spec.n_concepts:
             if shard.concepts is None:
-                raise ShardValidationError(
-                    f"{where}: the audit keeps {spec.n_concepts} concepts but concepts is None"
-                )
+                raise ShardValidationError(f"{where}: the audit keeps {spec.n_concepts} concepts but concepts is None")
             con = shaped("concepts", shard.concepts, (n, spec.n_concepts, *spec.sample_shape))
             finite("concepts", con)
             data[CONCEPTS] = stored("concepts", con, spec.dtype)
@@ -353,13 +352,10 @@ class AuditStore:
         expected_index = np.repeat(np.arange(shard.start, shard.stop, dtype=np.int64), self.spec.k)
         if not np.array_equal(sample_index, expected_index):
             raise ShardValidationError(
-                f"{where}: summaries sample_index must list each sample of the shard "
-                f"{self.spec.k} time(s), in order"
+                f"{where}: summaries sample_index must list each sample of the shard {self.spec.k} time(s), in order"
             )
         if not np.array_equal(target, np.asarray(shard.target).reshape(-1)):
-            raise ShardValidationError(
-                f"{where}: summaries target column differs from the shard's target array"
-            )
+            raise ShardValidationError(f"{where}: summaries target column differs from the shard's target array")
 
     def __repr__(self) -> str:
         return (
