@@ -1,8 +1,8 @@
 """Typed audit configuration: one YAML file describes one audit (see docs/config.md).
 
-    cfg = load_config("conf/demo.yaml")        # ConfigError on any problem: file, line, field, reason
-    check_files(cfg)                           # the files it names exist (separate: see io.py)
-    digest = config_digest(cfg)                # sha256 of the canonical JSON
+cfg = load_config("conf/demo.yaml")        # ConfigError on any problem: file, line, field, reason
+check_files(cfg)                           # the files it names exist (separate: see io.py)
+digest = config_digest(cfg)                # sha256 of the canonical JSON
 """
 
 from .audit import (

@@ -9,9 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
-from .base import Bool, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
+from .base import (
+    Bool,
+    NonEmptyStr,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StrictModel,
+    invalid,
+)
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
 from .model_spec import ModelSpec
@@ -50,7 +58,8 @@ TargetSpec = Annotated[
     Field(discriminator="kind"),
     BeforeValidator(lambda v: {"kind": v} if isinstance(v, str) else v),
 ]
-"""``{kind: predicted}`` (or just ``predicted``), ``label``, ``{kind: class, index: 3}``, ``{kind: top_k, k: 3}``."""
+"""``{kind: predicted}`` (or just ``predicted``), ``label``, ``{kind: class, index: 3}``,
+``{kind: top_k, k: 3}``."""
 
 # -- storage --------------------------------------------------------------------------------------
 
@@ -58,18 +67,17 @@ TargetSpec = Annotated[
 def _features(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
-            raise PydanticCustomError("features", "a top-n feature count must be >= 1, got {n}", {"n": value})
+            raise invalid("features", f"a top-n feature count must be >= 1, got {value}")
         return value
     if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         if min(value) < 0:
-            raise PydanticCustomError("features", "feature indices must be >= 0, got {v}", {"v": value})
+            raise invalid("features", f"feature indices must be >= 0, got {value}")
         if len(set(value)) != len(value):
-            raise PydanticCustomError("features", "feature indices must not repeat, got {v}", {"v": value})
+            raise invalid("features", f"feature indices must not repeat, got {value}")
         return value
-    raise PydanticCustomError(
+    raise invalid(
         "features",
-        "features is a top-n count (an int >= 1) or a non-empty list of channel indices, got {v!r}",
-        {"v": value},
+        f"features is a top-n count (an int >= 1) or a non-empty list of channel indices, got {value!r}",
     )
 
 
@@ -143,19 +151,19 @@ class AuditConfig(StrictModel):
         prep, data = self.preprocessing, self.dataset
         for key in ("resize", "crop"):
             if getattr(prep, key) is not None and not isinstance(data, ImageFolderSpec):
-                raise PydanticCustomError(
+                raise invalid(
                     "preprocessing_mismatch",
-                    "{key} applies to image folders only, the dataset is {kind}",
-                    {"field": f"preprocessing.{key}", "key": key, "kind": data.kind},
+                    f"{key} applies to image folders only, the dataset is {data.kind}",
+                    field=f"preprocessing.{key}",
                 )
         channels = _channels(data)
         for key in ("mean", "std"):
             values = getattr(prep, key)
             if values is not None and channels is not None and len(values) not in (1, channels):
-                raise PydanticCustomError(
+                raise invalid(
                     "preprocessing_mismatch",
-                    "{key} has {n} values but the dataset has {channels} channel(s)",
-                    {"field": f"preprocessing.{key}", "key": key, "n": len(values), "channels": channels},
+                    f"{key} has {len(values)} values but the dataset has {channels} channel(s)",
+                    field=f"preprocessing.{key}",
                 )
         return self
 

@@ -20,6 +20,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def invalid(kind: str, message: str, field: str | None = None) -> PydanticCustomError:
+    """A validation error with a final, already formatted message (pydantic would otherwise treat
+    braces as placeholders); `field` names the field a cross-field check is about."""
+    return PydanticCustomError(kind, message, {"field": field} if field else None)
+
+
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 Float = Annotated[float, Field(strict=True)]
@@ -41,11 +47,9 @@ def _nested_floats(value: Any) -> Any:
         items = [_nested_floats(v) for v in value]
         shapes = {_shape(item) for item in items}
         if len(shapes) != 1:
-            raise PydanticCustomError("ragged_bound", "nested lists must be rectangular (all rows of one length)")
+            raise invalid("ragged_bound", "nested lists must be rectangular (all rows of one length)")
         return items
-    raise PydanticCustomError(
-        "bound_type", "expected a number or a (nested) list of numbers, got {value!r}", {"value": value}
-    )
+    raise invalid("bound_type", f"expected a finite number or a (nested) list of them, got {value!r}")
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -67,10 +71,10 @@ NumberOrNested = Annotated[
 
 def _size(value: Any) -> tuple[int, int] | int:
     if isinstance(value, bool):
-        raise PydanticCustomError("size_type", "expected an int or [height, width], got {value!r}", {"value": value})
+        raise invalid("size_type", f"expected an int or [height, width], got {value!r}")
     if isinstance(value, int):
         if value <= 0:
-            raise PydanticCustomError("size_value", "size must be positive, got {value}", {"value": value})
+            raise invalid("size_value", f"size must be positive, got {value}")
         return value
     if (
         isinstance(value, list | tuple)
@@ -78,9 +82,7 @@ def _size(value: Any) -> tuple[int, int] | int:
         and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     ):
         return (value[0], value[1])
-    raise PydanticCustomError(
-        "size_type", "expected a positive int or [height, width] of positive ints, got {value!r}", {"value": value}
-    )
+    raise invalid("size_type", f"expected a positive int or [height, width] of positive ints, got {value!r}")
 
 
 Size = Annotated[
@@ -90,7 +92,12 @@ Size = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "exclusiveMinimum": 0},
-                {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+                {
+                    "type": "array",
+                    "items": {"type": "integer", "exclusiveMinimum": 0},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
             ]
         }
     ),

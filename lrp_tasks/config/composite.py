@@ -7,18 +7,28 @@ Two shapes:
 * an ordered list of entries, each a layer selector and a rule
   (``composite: {rules: [{type: Conv2d, rule: ZPlus}, {first: true, rule: Flat}]}``).
 
-Each entry maps to one engine primitive (see ``lrp_tasks.composite_spec``); the list is passed to
-the engine's ``Composite`` in order, so the engine's precedence between primitives applies.
+Each entry maps to one engine primitive (see ``lrp_tasks.composite_spec``) and the list is passed
+to the engine's ``Composite`` in order: when several entries select a layer, the LAST one wins;
+layers no entry selects get ``default`` (LRP-0 unless given). Layer positions count the layers of
+the flattened model from 0 (negative indices from the end); names are the model's module names,
+exact or shell-style patterns (``features.*``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Discriminator, Field, StrictInt, Tag, model_validator
 
-from .base import NonEmptyStr, NonNegativeFloat, NonNegativeInt, NumberOrNested, PositiveInt, StrictModel
+from .base import (
+    NonEmptyStr,
+    NonNegativeFloat,
+    NonNegativeInt,
+    NumberOrNested,
+    PositiveInt,
+    StrictModel,
+    invalid,
+)
 from .rules import LayerTypes, RuleSpec, check_bounds, require_bounds, suggestion
 
 Convention = Literal["rpj", "zennit"]
@@ -100,58 +110,56 @@ PresetSpec = Annotated[
     Field(discriminator="preset"),
 ]
 
-_SELECTORS = ("name", "index", "range", "first", "last", "first_n")
+_SELECTORS = ("name", "index", "range", "first", "last", "first_n", "first_match")
 
 
 class RuleEntry(StrictModel):
     """One entry of a rules composite: a layer selector and the rule for the layers it selects.
 
-    Selectors (at most one of name/index/range/first/last/first_n; ``type`` narrows range,
-    first, last and first_n to layers of that type, or alone selects every layer of the type;
-    no selector at all selects every layer):
+    Selectors (at most one of name/index/range/first/last/first_n/first_match; ``type`` narrows
+    range, first, last, first_n and first_match to layers of that type, or alone selects every
+    layer of the type; no selector at all selects every layer):
 
     * ``type: Conv2d`` (or a list, or a group such as ``Convolution``) → GlobalTypeMap
     * ``name: features.0`` (or a list of module names) → NameMap
     * ``index: 3`` → LayerMap; ``range: [2, 5]`` (start inclusive, stop exclusive) → RangeMap,
       with ``type`` → RangeTypeMap
     * ``first: true`` / ``last: true`` → First/LastLayerMap, with ``type`` → First/LastLayerTypeMap
-    * ``first_n: 2`` with ``type`` → FirstNTypeMap
+    * ``first_n: 2`` with ``type`` → FirstNTypeMap (those of the first n layers that match)
+    * ``first_match: true`` with ``type`` → FirstMatchTypeMap (the first matching layer, wherever)
     """
 
     type: LayerTypes | None = None
     name: Annotated[list[NonEmptyStr], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None = None
-    index: NonNegativeInt | None = None
+    index: StrictInt | None = None
     range: tuple[NonNegativeInt, NonNegativeInt] | None = None
     first: Literal[True] | None = None
     last: Literal[True] | None = None
     first_n: PositiveInt | None = None
+    first_match: Literal[True] | None = None
     rule: RuleSpec
 
     @model_validator(mode="after")
     def _one_selector(self) -> RuleEntry:
         chosen = [key for key in _SELECTORS if getattr(self, key) is not None]
         if len(chosen) > 1:
-            raise PydanticCustomError(
+            raise invalid(
                 "selector_conflict",
-                "choose one selector of name, index, range, first, last, first_n; got {chosen}",
-                {"chosen": ", ".join(chosen)},
+                f"choose one selector of {', '.join(_SELECTORS)}; got {', '.join(chosen)}",
             )
         if self.type is not None and chosen and chosen[0] in ("name", "index"):
-            raise PydanticCustomError(
+            raise invalid(
                 "selector_conflict",
-                "'{sel}' selects specific layers and cannot be combined with 'type' "
+                f"'{chosen[0]}' selects specific layers and cannot be combined with 'type' "
                 "(use range/first/last/first_n with type)",
-                {"sel": chosen[0]},
             )
-        if self.first_n is not None and self.type is None:
-            raise PydanticCustomError(
-                "selector_missing_type", "first_n needs a type: the first n layers of that type", {}
-            )
+        for key in ("first_n", "first_match"):
+            if getattr(self, key) is not None and self.type is None:
+                raise invalid("selector_missing_type", f"{key} needs a type: the layers of that type it selects")
         if self.range is not None and self.range[0] >= self.range[1]:
-            raise PydanticCustomError(
+            raise invalid(
                 "empty_range",
-                "range [start, stop] needs start < stop (stop is exclusive), got {range}",
-                {"range": list(self.range)},
+                f"range [start, stop] needs start < stop (stop is exclusive), got {list(self.range)}",
             )
         return self
 
@@ -165,6 +173,8 @@ class RulesCompositeSpec(StrictModel):
     """An explicit, ordered list of rule entries."""
 
     rules: list[RuleEntry] = Field(min_length=1)
+    default: RuleSpec | None = None
+    """Rule of the layers no entry selects (the engine's default, LRP-0, when not given)."""
 
 
 def _normalise_composite(value: Any) -> Any:
@@ -173,26 +183,17 @@ def _normalise_composite(value: Any) -> Any:
         value = {"preset": value}
     if isinstance(value, dict):
         if "preset" in value and "rules" in value:
-            raise PydanticCustomError(
-                "composite_shape", "a composite is either a preset or a list of rules, not both", {}
-            )
+            raise invalid("composite_shape", "a composite is either a preset or a list of rules, not both")
         if "preset" in value and value["preset"] not in PRESET_SPECS:
             name = value["preset"]
             known = list(PRESET_SPECS)
-            raise PydanticCustomError(
-                "unknown_preset",
-                "unknown preset {name!r}{hint} (known presets: {known})",
-                {
-                    "name": name,
-                    "hint": suggestion(name, known) if isinstance(name, str) else "",
-                    "known": ", ".join(known),
-                },
-            )
+            hint = suggestion(name, known) if isinstance(name, str) else ""
+            raise invalid("unknown_preset", f"unknown preset {name!r}{hint} (known presets: {', '.join(known)})")
         if "preset" not in value and "rules" not in value:
-            raise PydanticCustomError(
+            raise invalid(
                 "composite_shape",
-                "a composite is a preset name, {{preset: Name, params...}} or {{rules: [...]}}; got keys {keys}",
-                {"keys": ", ".join(map(str, value)) or "none"},
+                "a composite is a preset name, {preset: Name, params...} or {rules: [...]}; "
+                f"got keys {', '.join(map(str, value)) or 'none'}",
             )
     return value
 

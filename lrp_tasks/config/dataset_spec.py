@@ -75,6 +75,13 @@ class ImageFolderSpec(StrictModel):
     classes: list[NonEmptyStr] | None = Field(default=None, min_length=1)
     """Class folders in label order; default: every sub-folder, sorted."""
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _int_channels(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"channels is the integer 1 (grayscale) or 3 (RGB), got {value!r}")
+        return value
+
     @field_validator("classes")
     @classmethod
     def _unique(cls, value: list[str] | None) -> list[str] | None:

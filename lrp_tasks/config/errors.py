@@ -90,7 +90,9 @@ def _member_for_tag(union: Any, tag: Any) -> Any | None:
             return member
         if _is_model(bare):
             for field in bare.model_fields.values():
-                if typing.get_origin(field.annotation) is typing.Literal and typing.get_args(field.annotation) == (tag,):
+                if typing.get_origin(field.annotation) is typing.Literal and typing.get_args(field.annotation) == (
+                    tag,
+                ):
                     return member
     return None
 
@@ -159,9 +161,11 @@ def _message(error: dict[str, Any], path: list[str | int], owner: type | None) -
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
-        return f"unknown {ctx.get('discriminator', 'kind')} {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return f"unknown {field} {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
-        return f"missing {ctx.get('discriminator', 'kind')} (it says which variant this section is)"
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return f"missing {field!r}: it says which kind of {path[-1] if path else 'section'} this is"
     message = str(error["msg"])
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
@@ -177,4 +181,5 @@ def from_validation_error(
         if not path and isinstance(ctx.get("field"), str):  # cross-field checks name their field
             path = [int(p) if p.isdigit() else p for p in ctx["field"].split(".")]
         errors.append(FieldError(format_path(path), _message(error, path, owner), line_of(node, path)))
+    errors.sort(key=lambda e: e.line or 0)  # stable: pydantic's order within a line
     return ConfigError(source, errors)

@@ -73,7 +73,9 @@ def parse_config(data: Any, source: str = "<config>", node: yaml.Node | None = N
     if data is None:
         raise ConfigError(source, [FieldError("", "the config is empty")])
     if not isinstance(data, dict):
-        raise ConfigError(source, [FieldError("", f"the top level must be a mapping of fields, got {type(data).__name__}")])
+        raise ConfigError(
+            source, [FieldError("", f"the top level must be a mapping of fields, got {type(data).__name__}")]
+        )
     try:
         return AuditConfig.model_validate(data)
     except ValidationError as exc:
@@ -119,7 +121,9 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
-def _resolve(path: str, root: str | Path | None) -> Path:
+def resolve_path(path: str, root: str | Path | None = None) -> Path:
+    """`path` itself when absolute or when `root` is None (then relative to the working directory),
+    else `root` / `path`."""
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() or root is None else Path(root) / candidate
 
@@ -145,7 +149,7 @@ def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str
     wanted.update({f"dataset.{key}": value for key, value in _dataset_files(cfg.dataset).items()})
     errors = []
     for field, (path, what) in wanted.items():
-        resolved = _resolve(path, root)
+        resolved = resolve_path(path, root)
         ok = resolved.is_file() if what == "file" else resolved.is_dir()
         if not ok:
             noun = "file" if what == "file" else "folder"
@@ -161,7 +165,7 @@ def resolve_paths(cfg: AuditConfig, root: str | Path | None = None) -> AuditConf
     base = Path(root) if root is not None else Path.cwd()
 
     def absolute(path: str | None) -> str | None:
-        return path if path is None or is_url(path) else str(_resolve(path, base).absolute())
+        return path if path is None or is_url(path) else str(resolve_path(path, base).absolute())
 
     model = cfg.model
     if isinstance(model, BuilderModelSpec):

@@ -16,7 +16,9 @@ from pydantic import Field, field_validator
 from .base import NonEmptyStr, StrictModel
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-BUILDER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+BUILDER_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
 
 
 def _suffix_in(path: str, suffixes: tuple[str, ...], what: str) -> str:

@@ -14,9 +14,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic_core import PydanticCustomError
 
-from .base import Bool, NonNegativeFloat, NumberOrNested, StrictModel
+from .base import Bool, NonNegativeFloat, NumberOrNested, StrictModel, invalid
 
 DEFAULT_STABILIZER = 1e-9
 
@@ -82,10 +81,9 @@ class AlphaBetaSpec(_RuleSpec):
     def _conserving(self) -> AlphaBetaSpec:
         # same tolerance as the engine's AlphaBetaRule, so the config never accepts what it refuses
         if abs((self.alpha - self.beta) - 1.0) > 1e-12:
-            raise PydanticCustomError(
+            raise invalid(
                 "alpha_beta",
-                "AlphaBeta needs alpha - beta = 1 to conserve relevance, got alpha={alpha}, beta={beta}",
-                {"alpha": self.alpha, "beta": self.beta},
+                f"AlphaBeta needs alpha - beta = 1 to conserve relevance, got alpha={self.alpha}, beta={self.beta}",
             )
         return self
 
@@ -95,11 +93,10 @@ def require_bounds(data: Any, owner: str) -> Any:
     if isinstance(data, dict):
         missing = [key for key in ("low", "high") if data.get(key) is None]
         if missing:
-            raise PydanticCustomError(
+            raise invalid(
                 "missing_bounds",
-                "{owner} needs both bounds 'low' and 'high' (the smallest and largest input values, "
-                "e.g. low: 0.0, high: 1.0); missing: {missing}",
-                {"owner": owner, "missing": ", ".join(missing)},
+                f"{owner} needs both bounds 'low' and 'high' (the smallest and largest input values, "
+                f"e.g. low: 0.0, high: 1.0); missing: {', '.join(missing)}",
             )
     return data
 
@@ -109,13 +106,12 @@ def check_bounds(low: Any, high: Any, owner: str) -> None:
     try:
         lo, hi = np.broadcast_arrays(np.asarray(low, dtype=float), np.asarray(high, dtype=float))
     except ValueError:
-        raise PydanticCustomError(
+        raise invalid(
             "bounds_shape",
-            "{owner}: low (shape {low}) and high (shape {high}) do not broadcast against each other",
-            {"owner": owner, "low": np.shape(low), "high": np.shape(high)},
+            f"{owner}: low (shape {np.shape(low)}) and high (shape {np.shape(high)}) do not broadcast together",
         ) from None
     if (lo > hi).any():
-        raise PydanticCustomError("bounds_order", "{owner}: low must be <= high everywhere", {"owner": owner})
+        raise invalid("bounds_order", f"{owner}: low must be <= high everywhere")
 
 
 class ZBoxSpec(_RuleSpec):
@@ -201,14 +197,10 @@ def suggestion(name: str, known: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _unknown_rule(name: Any) -> PydanticCustomError:
+def _unknown_rule(name: Any) -> ValueError:
     known = list(RULE_SPECS)
     hint = suggestion(name, known) if isinstance(name, str) else ""
-    return PydanticCustomError(
-        "unknown_rule",
-        "unknown rule {name!r}{hint} (known rules: {known})",
-        {"name": name, "hint": hint, "known": ", ".join(known)},
-    )
+    return invalid("unknown_rule", f"unknown rule {name!r}{hint} (known rules: {', '.join(known)})")
 
 
 def normalise_rule(value: Any) -> Any:
@@ -229,18 +221,16 @@ def normalise_rule(value: Any) -> Any:
             if params is None:
                 params = {}
             if not isinstance(params, dict):
-                raise PydanticCustomError(
+                raise invalid(
                     "rule_params",
-                    "parameters of rule {name!r} must be a mapping such as {{epsilon: 0.01}}, got {params!r}",
-                    {"name": name, "params": params},
+                    f"parameters of rule {name!r} must be a mapping such as {{epsilon: 0.01}}, got {params!r}",
                 )
             return {"kind": name, **params}
     if isinstance(value, _RuleSpec):
         return value
-    raise PydanticCustomError(
+    raise invalid(
         "rule_shape",
-        "a rule is a name (ZPlus), {{Name: {{params}}}} or {{kind: Name, params...}}, got {value!r}",
-        {"value": value},
+        f"a rule is a name (ZPlus), {{Name: {{params}}}} or {{kind: Name, params...}}, got {value!r}",
     )
 
 
@@ -299,9 +289,7 @@ def _module_class_names() -> list[str]:
     import torch.nn as nn  # lazy: the schema itself must not need torch to be imported
 
     return sorted(
-        name
-        for name in dir(nn)
-        if isinstance(getattr(nn, name), type) and issubclass(getattr(nn, name), nn.Module)
+        name for name in dir(nn) if isinstance(getattr(nn, name), type) and issubclass(getattr(nn, name), nn.Module)
     )
 
 
@@ -320,20 +308,16 @@ def resolve_layer_type(name: str) -> tuple[type, ...]:
 def _check_layer_types(value: Any) -> Any:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise PydanticCustomError(
-            "layer_type_shape", "expected a torch.nn class name or a non-empty list of them, got {value!r}",
-            {"value": value},
-        )
+        raise invalid("layer_type_shape", f"expected a torch.nn class name or a non-empty list of them, got {value!r}")
     for name in names:
         try:
             resolve_layer_type(name)
         except ValueError:
             known = _module_class_names() + list(LAYER_TYPE_GROUPS)
-            raise PydanticCustomError(
+            raise invalid(
                 "unknown_layer_type",
-                "unknown layer type {name!r}{hint} (use a torch.nn class name such as Conv2d or Linear, "
-                "or one of the groups {groups})",
-                {"name": name, "hint": suggestion(name, known), "groups": ", ".join(LAYER_TYPE_GROUPS)},
+                f"unknown layer type {name!r}{suggestion(name, known)} (use a torch.nn class name such as "
+                f"Conv2d or Linear, or one of the groups {', '.join(LAYER_TYPE_GROUPS)})",
             ) from None
     return names
 

@@ -1,0 +1,197 @@
+"""Load the model a config names, never running code stored in a model file.
+
+* builder + weights: the architecture comes from importable code, the weights from safetensors
+  (no code at all) or from a ``torch.load(weights_only=True)`` state dict (a restricted unpickler
+  that refuses any global that is not a tensor type); loading is strict and a mismatch lists
+  every missing key, unexpected key and wrong shape;
+* TorchScript archives and ``torch.export`` programs: their formats hold graphs, not pickled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrp_tasks.config.io import resolve_path
+from lrp_tasks.config.model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec, TorchScriptModelSpec
+
+from .errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to explain: in eval mode, on the CPU, with the fingerprint of its file."""
+
+    module: nn.Module
+    weights_digest: str
+    """sha256 of the weights/model file; of the state dict when a builder has no weights file."""
+    description: str
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over sorted keys, dtypes, shapes and bytes of a state dict."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def import_builder(target: str) -> Any:
+    """The callable named by ``package.module:attr.path``."""
+    module_name, _, attr_path = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(f"cannot import the builder module {module_name!r}: {exc}") from exc
+    for attr in attr_path.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise ModelLoadError(f"builder {target!r}: {module_name} has no attribute {attr_path!r}") from None
+    if not callable(obj):
+        raise ModelLoadError(f"builder {target!r} is not callable")
+    return obj
+
+
+def read_state_dict(path: Path, key: str | None = None, strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, without executing code from it."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state: Any = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read safetensors file {path}: {exc}") from exc
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
+            detail = detail.removeprefix("WeightsUnpickler error: ").split(" was not an allowed global")[0]
+            raise ModelLoadError(
+                f"refusing to load {path}: its pickle needs code execution, which is never done for a "
+                f"weights file ({detail or 'not a plain state dict'}). Save a state dict instead "
+                "(torch.save(model.state_dict(), ...) or safetensors.torch.save_file)."
+            ) from exc
+        except (RuntimeError, OSError, EOFError) as exc:
+            raise ModelLoadError(f"cannot read weights file {path}: {exc}") from exc
+    if key is not None:
+        if not isinstance(state, Mapping) or key not in state:
+            keys = ", ".join(sorted(map(str, state))[:10]) if isinstance(state, Mapping) else type(state).__name__
+            raise ModelLoadError(f"weights file {path} has no entry {key!r} (top-level entries: {keys})")
+        state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(
+            f"weights file {path} does not hold a flat state dict of tensors"
+            + ("" if key else "; if the state dict is nested in a checkpoint, name its entry with model.key")
+        )
+    state = dict(state)
+    if strip_prefix:
+        state = {k.removeprefix(strip_prefix): v for k, v in state.items()}
+    return state
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)``, with one message listing every key and shape problem."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label} ({len(items)}): {', '.join(items)}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes", wrong),
+        )
+        if items
+    ]
+    if problems:
+        raise ModelLoadError(f"{what} do not fit the model:\n  " + "\n  ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def _existing(path: str, root: str | Path | None, what: str) -> Path:
+    resolved = resolve_path(path, root)
+    if not resolved.is_file():
+        raise ModelLoadError(f"{what} not found: {path} (resolved to {resolved.absolute()})")
+    return resolved
+
+
+def _set_eval(module: nn.Module) -> nn.Module:
+    try:
+        module.eval()
+    except NotImplementedError:  # exported programs: the graph keeps the mode it was exported in
+        for sub in module.modules():
+            sub.training = False
+    return module
+
+
+def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedModel:
+    builder = import_builder(spec.builder)
+    try:
+        module = builder(**spec.kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"builder {spec.builder}(**{spec.kwargs}) failed: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"builder {spec.builder} returned {type(module).__name__}, not a torch.nn.Module")
+    call = f"{spec.builder}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())})"
+    if spec.weights is None:
+        return LoadedModel(_set_eval(module), state_dict_digest(module.state_dict()), f"{call}, builder's own weights")
+    path = _existing(spec.weights, root, "weights file")
+    state = read_state_dict(path, spec.key, spec.strip_prefix)
+    load_strict(module, state, f"weights {spec.weights}")
+    return LoadedModel(_set_eval(module), file_digest(path), f"{call} with weights {spec.weights}")
+
+
+def _load_torchscript(spec: TorchScriptModelSpec, root: str | Path | None) -> LoadedModel:
+    path = _existing(spec.path, root, "TorchScript file")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load TorchScript file {spec.path}: {exc}") from exc
+    return LoadedModel(_set_eval(module), file_digest(path), f"TorchScript {spec.path}")
+
+
+def _load_exported(spec: ExportedModelSpec, root: str | Path | None) -> LoadedModel:
+    path = _existing(spec.path, root, "exported program")
+    try:
+        module = torch.export.load(str(path)).module()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load exported program {spec.path}: {exc}") from exc
+    return LoadedModel(_set_eval(module), file_digest(path), f"torch.export program {spec.path}")
+
+
+def load_model(source: ModelSpec, root: str | Path | None = None) -> LoadedModel:
+    """Build/load the model `source` describes; relative paths resolve against `root` (default: cwd)."""
+    if isinstance(source, BuilderModelSpec):
+        return _load_builder(source, root)
+    if isinstance(source, TorchScriptModelSpec):
+        return _load_torchscript(source, root)
+    if isinstance(source, ExportedModelSpec):
+        return _load_exported(source, root)
+    raise TypeError(f"not a model source: {source!r}")
