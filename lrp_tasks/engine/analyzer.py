@@ -230,6 +230,13 @@ class LRP:
 
     __call__ = analyze
 
+    def relevance_by_layer(self, expl: Explanation) -> dict[str, Tensor]:
+        """Relevance at the output of each named layer, from ``analyze(..., layerwise_relevances=True)``."""
+        layerwise = expl.layerwise_relevances
+        if layerwise is None:
+            raise ValueError("the explanation has no layerwise relevances: analyze with layerwise_relevances=True")
+        return {name: layerwise[i + 1] for i, name in enumerate(self.layer_names)}
+
     def __repr__(self) -> str:
         width = max((len(f"{n}: {_short(layer)}") for n, layer in self.named_layers), default=0)
         lines = [

@@ -337,6 +337,13 @@ class GraphLRP(LRP):
             return _autograd_share(rec, sources, rel, lrp0=family == ops.LRP0)
         raise AssertionError(family)
 
+    def relevance_by_layer(self, expl: Any) -> dict[str, Tensor]:
+        """Relevance at the output of each module (by module name; a module used twice: its last use)."""
+        layerwise = expl.layerwise_relevances
+        if layerwise is None:
+            raise ValueError("the explanation has no layerwise relevances: analyze with layerwise_relevances=True")
+        return {str(n.target): layerwise[n.name] for n in self.module_nodes if n.name in layerwise}
+
     def __repr__(self) -> str:
         width = max((len(f"{n}: {type(layer).__name__}") for n, layer in self.named_layers), default=0)
         lines = []

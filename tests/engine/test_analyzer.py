@@ -165,3 +165,16 @@ def test_works_inside_no_grad_and_with_inplace_relu():
     with torch.no_grad():
         got = LRP(model, comp)(x).val
     torch.testing.assert_close(got, LRP(ref, comp)(x).val)
+
+
+def test_relevance_by_layer_names_sequential_and_graph():
+    from .resnets import small_resnet
+
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    analyzer = LRP(model)
+    expl = analyzer(torch.randn(2, 4), layerwise_relevances=True)
+    by_name = analyzer.relevance_by_layer(expl)
+    assert list(by_name) == ["0", "1", "2"] and by_name["0"].shape == (2, 5) and by_name["2"].shape == (2, 3)
+    graph = LRP(canonize(small_resnet()), EpsilonPlusFlat())
+    gexpl = graph(torch.randn(1, 3, 32, 32), layerwise_relevances=True)
+    assert graph.relevance_by_layer(gexpl)["layer1.0.conv1"].shape == (1, 4, 8, 8)

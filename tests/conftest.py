@@ -1,0 +1,12 @@
+"""Test-wide environment: a private Prefect home and no usage reporting (set before any import
+of prefect or ray)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lrp-audit-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
