@@ -51,7 +51,7 @@ def check_finite(x: Tensor, what: str) -> None:
     """Refuse NaN/inf with the index of the first offending sample.
 
     A single reduction decides the common case; the element-wise scan runs only on failure."""
-    if bool(torch.isfinite(x.sum(dtype=torch.float64))):
+    if bool(torch.isfinite(x.sum())):  # an overflowing sum of finite values falls through to the scan
         return
     finite = torch.isfinite(x)
     if not bool(finite.all()):
@@ -98,6 +98,7 @@ class LRP:
             self._check_leaky_relu()
         self._check_rules()
         self._nonnegative_inputs = self._static_signs()
+        self._nonnegative_outputs = [*self._nonnegative_inputs[1:], self._output_sign()]
         self._memos: list[dict] = [{} for _ in self.named_layers]
 
     # -- construction checks ----------------------------------------------------------------
@@ -136,6 +137,14 @@ class LRP:
                 nonnegative = False
         return flags
 
+    def _output_sign(self) -> bool:
+        if not self.named_layers:
+            return False
+        last = self.named_layers[-1][1]
+        if isinstance(last, NONNEGATIVE_OUTPUT_TYPES):
+            return True
+        return isinstance(last, SIGN_PRESERVING_TYPES) and self._nonnegative_inputs[-1]
+
     # -- passes -----------------------------------------------------------------------------
     def forward_record(self, x: Tensor, stop: int | None = None) -> ForwardRecord:
         """Run layers [0, stop) keeping what each rule needs."""
@@ -148,7 +157,8 @@ class LRP:
                 if getattr(layer, "inplace", False):
                     a = a.clone()
                 ctx = LayerContext(
-                    layer, a, a, self._nonnegative_inputs[i], name=name, index=i, memo=self._memos[i]
+                    layer, a, a, self._nonnegative_inputs[i], name=name, index=i, memo=self._memos[i],
+                    output_nonnegative=self._nonnegative_outputs[i],
                 )
                 if rule.needs_graph(layer):
                     leaf = a.detach().requires_grad_(True)

@@ -30,6 +30,8 @@ class LayerContext:
     memo: dict[str, Any] = field(default_factory=dict)
     # Set when the forward pass was recorded with autograd (input is then a leaf).
     graph_output: Tensor | None = None
+    #: the layer's output is non-negative by construction (ReLU, pooling of non-negatives...)
+    output_nonnegative: bool = False
 
     # -- parameters -------------------------------------------------------------------------
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:

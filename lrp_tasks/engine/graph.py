@@ -168,6 +168,7 @@ class GraphLRP(LRP):
         self._check_rules()
         self._nonnegative = self._static_signs_graph()
         self._memos = {n: {} for n in self.module_nodes}
+        self._module_index = {n: i for i, n in enumerate(self.module_nodes)}
 
     # -- checks -----------------------------------------------------------------------------
     def _check_graph(self, config: LRPConfig) -> None:
@@ -241,7 +242,8 @@ class GraphLRP(LRP):
         if getattr(layer, "inplace", False):
             a = a.clone()
         ctx = LayerContext(layer, a, a, self._nonnegative.get(n.args[0], False), name=str(n.target),
-                           index=self.module_nodes.index(n), memo=self._memos[n])
+                           index=self._module_index[n], memo=self._memos[n],
+                           output_nonnegative=self._nonnegative.get(n, False))
         if rule.needs_graph(layer):
             leaf = a.detach().requires_grad_(True)
             with torch.enable_grad():

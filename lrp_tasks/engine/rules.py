@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .context import LayerContext, needs_autograd_record
-from .layers import LAYERNORM_TYPES, POOL_TYPES, WEIGHTED_TYPES, has_weight
+from .layers import CONV_TRANSPOSE_TYPES, LAYERNORM_TYPES, POOL_TYPES, WEIGHTED_TYPES, has_weight
 
 
 class InvalidRuleError(ValueError):
@@ -36,7 +36,9 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """z + ε·sign(z), with sign(0) = +1 as in both reference libraries."""
     if epsilon == 0:
         return z
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    # copysign gives +ε for +0.0 and −ε only for −0.0, whose contributions are all zero anyway;
+    # two passes over z instead of four for a comparison and a select.
+    return z + torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z)
 
 
 def _positive(t: Tensor) -> Tensor:
@@ -89,18 +91,23 @@ class LRPRule:
 
         return ctx.cached(f"{type(self).__name__}:{id(self)}", compute)
 
+    def denominator(self, ctx: LayerContext, z: Tensor) -> Tensor:
+        """stab(z); one pass instead of two when z is known to be non-negative (after ReLU)."""
+        if ctx.output_nonnegative and type(self).modify_denominator is LRPRule.modify_denominator:
+            return z + self.stabilizer
+        return self.modify_denominator(z)
+
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         """R_in = ã ⊙ ρ(W)ᵀ (R_out / stab(ρ(W)ã + ρ(b)))."""
         if self.uses_plain_forward and not self.zero_bias:
-            z = ctx.output
-            s = relevance / self.modify_denominator(z)
+            s = relevance / self.denominator(ctx, ctx.output)
             weight = ctx.weight if has_weight(ctx.layer) else None
-            return ctx.input.detach() * ctx.vjp(weight, s)
+            return ctx.vjp(weight, s).mul_(ctx.input.detach())
         a = self.modify_input(ctx.input.detach())
         weight, bias = self.modified_parameters(ctx)
         z = ctx.forward(a, weight, bias)
         s = relevance / self.modify_denominator(z)
-        return a * ctx.vjp(weight, s, a)
+        return ctx.vjp(weight, s, a).mul_(a)
 
     # -- printing ---------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
@@ -221,8 +228,24 @@ class ZPlusRule(_SignSplitRule):
 
         return ctx.cached(f"zplus:{id(self)}", compute)
 
+    def _stabilized_bias(self, ctx: LayerContext, b_pos: Tensor | None) -> Tensor:
+        def compute() -> Tensor:
+            if b_pos is not None:
+                return b_pos + self.stabilizer
+            channels = ctx.weight.shape[1 if isinstance(ctx.layer, CONV_TRANSPOSE_TYPES) else 0]
+            if isinstance(ctx.layer, CONV_TRANSPOSE_TYPES):
+                channels *= ctx.layer.groups
+            return torch.full((channels,), self.stabilizer, dtype=ctx.weight.dtype, device=ctx.weight.device)
+
+        return ctx.cached(f"zplus-stab-bias:{id(self)}", compute)
+
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         w_pos, w_neg, b_pos = self._parameters(ctx)
+        if ctx.input_nonnegative and type(self).modify_denominator is LRPRule.modify_denominator:
+            # z = W⁺a + b⁺ ≥ 0, so stab(z) = z + ε: fold ε into the bias, no extra pass
+            a = ctx.input.detach()
+            z = ctx.forward(a, w_pos, self._stabilized_bias(ctx, b_pos))
+            return ctx.vjp(w_pos, relevance / z, a).mul_(a)
         a_pos, a_neg = self._split(ctx)
         z = ctx.forward(a_pos, w_pos, b_pos)
         if a_neg is not None:
@@ -368,10 +391,14 @@ class _InputIndependentRule(LRPRule):
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         weight, _ = self.modified_parameters(ctx)
-        one = torch.ones((1, *ctx.input.shape[1:]), dtype=ctx.input.dtype, device=ctx.input.device)
-        z = ctx.forward(one, weight, None)
-        s = relevance / self.modify_denominator(z)
-        return ctx.vjp(weight, s, one.expand_as(ctx.input))
+        shape = tuple(ctx.input.shape[1:])
+
+        def denominator() -> Tensor:
+            one = torch.ones((1, *shape), dtype=ctx.input.dtype, device=ctx.input.device)
+            return self.modify_denominator(ctx.forward(one, weight, None))
+
+        s = relevance / ctx.cached(f"{type(self).__name__}-z:{id(self)}:{shape}:{ctx.input.dtype}", denominator)
+        return ctx.vjp(weight, s, ctx.input)
 
 
 class WSquareRule(_InputIndependentRule):
