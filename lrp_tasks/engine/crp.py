@@ -59,6 +59,13 @@ class CRP:
     name = "CRP"
 
     def __init__(self, analyzer: LRP, layer: int | str, features: Features) -> None:
+        from .graph import GraphLRP
+
+        if isinstance(analyzer, GraphLRP):
+            raise TypeError(
+                "CRP needs a sequential analyzer (relevance is cut at a layer boundary); this model is "
+                "analyzed on its torch.fx graph"
+            )
         self.analyzer = analyzer
         names = analyzer.layer_names
         if isinstance(layer, str):
