@@ -6,6 +6,7 @@ and serves many shards. Explaining a shard is idempotent: a committed shard is s
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from lrp_tasks.composite_spec import build_composite
-from lrp_tasks.config import AuditConfig, config_digest, resolve_paths
+from lrp_tasks.config import AuditConfig, ConfigError, FieldError, config_digest, resolve_paths
 from lrp_tasks.engine import (
     CRP,
     LRP,
@@ -30,7 +31,7 @@ from lrp_tasks.engine import (
 from lrp_tasks.sources import load_model, open_dataset
 from lrp_tasks.sources.base import Batch
 from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
-from lrp_tasks.summaries import summarize
+from lrp_tasks.summaries import summary_table
 
 CRASH_HOOK = "LRP_AUDIT_TEST_CRASH_SHARD"
 """Test hook: the first attempt of this shard id kills its worker process (fault-tolerance tests);
@@ -75,7 +76,11 @@ def audit_config_for_workers(cfg: AuditConfig, root: str | Path | None = None) -
 
 
 class ShardExplainer:
-    """Model, analyzer, dataset reader and store handle of one audit, built once per worker."""
+    """Model, analyzer, dataset reader and store handle of one audit, built once per worker.
+
+    Building it checks what the config can only be checked against with the model: layer names of
+    ``storage.layerwise`` and ``storage.crp.layer``, CRP feature counts and indices, the target class
+    or k against the number of classes. A probe sample gives the shapes the store is created with."""
 
     def __init__(
         self, cfg: AuditConfig, digest: str | None = None, device: str | None = None, create_mode: str = "resume"
@@ -85,11 +90,16 @@ class ShardExplainer:
         loaded = load_model(cfg.model)
         model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
         self.analyzer = LRP(model, build_composite(cfg.composite))
-        self.dataset = open_dataset(cfg)
+        self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
+        self.dataset = open_dataset(cfg)
         probe = self.dataset.read(0, 1)
-        with torch.no_grad():
-            n_classes = int(self.analyzer.model(probe.x.to(self.device)).shape[1])
+        x = probe.x.to(self.device)
+        expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
+        n_classes = int(expl.output.shape[1])
+        self._check_target(n_classes)
+        layer_shapes = {name: tuple(r.shape[1:]) for name, r in self._layer_relevances(expl).items()}
+        n_concepts = self._probe_crp(x)
         self.spec = AuditSpec(
             n_samples=len(self.dataset),
             sample_shape=tuple(self.dataset.sample_shape),
@@ -98,8 +108,9 @@ class ShardExplainer:
             explanations_per_sample=self.k,
             dtype=cfg.storage.dtype,
             keep_input=cfg.storage.keep_input,
-            n_concepts=self._n_concepts(),
+            n_concepts=n_concepts,
             concept_ids=self._concept_ids(),
+            layerwise=layer_shapes,
             config=cfg.model_dump(mode="json"),
             config_digest=digest or config_digest(cfg),
             weights_digest=loaded.weights_digest,
@@ -114,26 +125,72 @@ class ShardExplainer:
         target = self.cfg.target
         return target.k if target.kind == "top_k" else 1
 
+    def _config_error(self, field: str, message: str) -> ConfigError:
+        return ConfigError(f"audit config {self.cfg.name!r}", [FieldError(field, message)])
+
+    def _check_layerwise(self) -> list[str]:
+        names = list(self.cfg.storage.layerwise)
+        valid = self.analyzer.layer_names
+        for i, name in enumerate(names):
+            if name not in valid:
+                raise self._config_error(
+                    f"storage.layerwise[{i}]", f"the model has no layer named {name!r}; its layers are {valid}"
+                )
+        return names
+
+    def _check_target(self, n_classes: int) -> None:
+        target = self.cfg.target
+        if target.kind == "class" and target.index >= n_classes:
+            raise self._config_error(
+                "target.index", f"class {target.index} does not exist: the model has {n_classes} classes"
+            )
+        if target.kind == "top_k" and target.k > n_classes:
+            raise self._config_error("target.k", f"k={target.k} exceeds the model's {n_classes} classes")
+
     def _build_crp(self) -> CRP | None:
         spec = self.cfg.storage.crp
         if spec is None:
             return None
-        features = (
-            TopNFeatures(spec.features) if isinstance(spec.features, int) else IndexedFeatures(*spec.features)
-        )
+        features = TopNFeatures(spec.features) if isinstance(spec.features, int) else IndexedFeatures(*spec.features)
+        if spec.layer not in self.analyzer.layer_names:
+            raise self._config_error(
+                "storage.crp.layer",
+                f"the model has no layer named {spec.layer!r}; its layers are {self.analyzer.layer_names}",
+            )
         return CRP(self.analyzer, spec.layer, features)
 
-    def _n_concepts(self) -> int:
+    def _probe_crp(self, x: torch.Tensor) -> int:
+        """Number of concept maps per sample, checked on the probe sample against the layer's channels."""
         spec = self.cfg.storage.crp
-        if spec is None:
+        if self.crp is None or spec is None:
             return 0
-        return spec.features if isinstance(spec.features, int) else len(spec.features)
+        try:
+            concepts = self.crp.analyze(x, None, seed=self.cfg.seed)
+        except (ValueError, NotImplementedError) as exc:
+            raise self._config_error("storage.crp", f"CRP at layer {spec.layer!r} fails: {exc}") from exc
+        channels = int(concepts.extras["all_concept_relevances"].shape[1])
+        if isinstance(spec.features, int) and spec.features > channels:
+            raise self._config_error(
+                "storage.crp.features",
+                f"top {spec.features} features asked for, but layer {spec.layer!r} has {channels} channels",
+            )
+        return int(concepts.extras["features"].shape[1])
 
     def _concept_ids(self) -> tuple[int, ...] | None:
         spec = self.cfg.storage.crp
         if spec is None or isinstance(spec.features, int):
             return None
         return tuple(spec.features)
+
+    def _layer_relevances(self, expl: Explanation) -> dict[str, torch.Tensor]:
+        """Relevance at the output of each configured layer, in config order."""
+        if not self.layerwise:
+            return {}
+        by_layer = self.analyzer.relevance_by_layer(expl)
+        missing = [name for name in self.layerwise if name not in by_layer]
+        if missing:  # graph models: a module whose output receives no relevance
+            raise RuntimeError(f"the engine gave no layerwise relevance for layers {missing}")
+        return {name: by_layer[name] for name in self.layerwise}
 
     def selection(self, batch: Batch) -> Any:
         """The engine's output selection for the configured target."""
@@ -151,8 +208,12 @@ class ShardExplainer:
 
     # -- work -------------------------------------------------------------------------------
     def explain_batch(self, batch: Batch) -> tuple[Explanation, Explanation | None]:
+        """The LRP explanation (with layerwise relevances when the config keeps some) and the CRP
+        explanation of the first target (None without ``storage.crp``)."""
         x = batch.x.to(self.device)
-        expl = self.analyzer.analyze(x, self.selection(batch), seed=self.cfg.seed)
+        expl = self.analyzer.analyze(
+            x, self.selection(batch), layerwise_relevances=bool(self.layerwise), seed=self.cfg.seed
+        )
         concepts = None
         if self.crp is not None:
             selection = expl.output_selection if expl.output_selection.dim() == 1 else expl.output_selection[:, 0]
@@ -166,13 +227,13 @@ class ShardExplainer:
             return ShardOutcome(shard_id, start, stop, False, 0.0, 0, worker=self.worker)
         _crash_for_tests(self.cfg.output, shard_id)
         delay = float(os.environ.get(SLOW_HOOK, "0"))
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("val", "logits", "target", "seed", "input", "concepts")}
+        parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
         labels, index, ids = [], [], []
         for lo in range(start, stop, self.cfg.batch_size):
             batch = self.dataset.read(lo, min(lo + self.cfg.batch_size, stop))
             expl, concepts = self.explain_batch(batch)
-            parts["val"].append(expl.val.float().cpu().numpy())
-            parts["logits"].append(expl.output.float().cpu().numpy())
+            parts["val"].append(_numpy(expl.val))
+            parts["logits"].append(_numpy(expl.output))
             parts["target"].append(expl.output_selection.cpu().numpy())
             seed = expl.output.gather(1, expl.output_selection.reshape(len(batch), -1))
             if self.cfg.seed == "one-hot":
@@ -180,13 +241,17 @@ class ShardExplainer:
             parts["seed"].append(seed.reshape(expl.output_selection.shape).double().cpu().numpy())
             if self.cfg.storage.keep_input:
                 parts["input"].append(batch.x.numpy())
+            for name, relevance in self._layer_relevances(expl).items():
+                parts[f"layer:{name}"].append(_numpy(relevance))
             if concepts is not None:
-                parts["concepts"].append(concepts.val.float().cpu().numpy())
+                parts["concepts"].append(_numpy(concepts.val))
+                parts["concept_channels"].append(concepts.extras["features"].cpu().numpy().astype(np.int64))
+                parts["concept_relevance"].append(_numpy(concepts.extras["concept_relevances"]))
             labels.append(batch.labels)
             index.append(batch.index)
             ids.extend(batch.ids)
-        arrays = {k: np.concatenate(v) for k, v in parts.items() if v}
-        summaries = summarize(
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        summaries = summary_table(
             arrays["val"],
             arrays["logits"],
             arrays["target"],
@@ -209,12 +274,16 @@ class ShardExplainer:
                 summaries=summaries,
                 input=arrays.get("input"),
                 concepts=arrays.get("concepts"),
+                concept_channels=arrays.get("concept_channels"),
+                concept_relevance=arrays.get("concept_relevance"),
+                layerwise={name: arrays[f"layer:{name}"] for name in self.layerwise} or None,
             )
         )
         if delay:
             time.sleep(max(0.0, delay - (time.perf_counter() - began)))
-        errors = summaries["conservation_error"].abs()
-        predicted = summaries.loc[summaries["target_rank"] == 0, "predicted"].value_counts()
+        errors = np.abs(summaries.column("conservation_error").to_numpy())
+        first = summaries.column("target_rank").to_numpy() == 0
+        predicted, counts = np.unique(summaries.column("predicted").to_numpy()[first], return_counts=True)
         return ShardOutcome(
             shard_id,
             start,
@@ -224,9 +293,13 @@ class ShardExplainer:
             stop - start,
             float(errors.mean()),
             float(errors.max()),
-            {int(c): int(n) for c, n in predicted.items()},
+            {int(c): int(n) for c, n in zip(predicted, counts, strict=True)},
             self.worker,
         )
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
 
 
 def _crash_for_tests(output: str, shard_id: int) -> None:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lrp_tasks.summaries import SUMMARY_PANDAS_DTYPES, SUMMARY_SCHEMA, empty_summaries, summarize
+from lrp_tasks.summaries import SUMMARY_PANDAS_DTYPES, SUMMARY_SCHEMA, empty_summaries, summarize, summary_table
 
 # The documented contract (docs/store.md). Changing it is a format change: update both on purpose.
 PINNED = [
@@ -200,3 +200,79 @@ def test_top_k_matches_a_stable_sort_with_many_ties() -> None:
     )
     expected = np.argsort(-rel.reshape(n, -1), axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(np.stack(df["topk_positions"].to_list()), expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 17, 29)])  # large maps: grouped top-k, with a remainder
+@pytest.mark.parametrize("values", ["ties", "floats", "sparse"])
+def test_top_k_of_large_maps_matches_a_stable_sort(shape, values) -> None:
+    rng = np.random.default_rng(11)
+    n = 30
+    if values == "ties":
+        rel = rng.integers(-3, 4, (n, *shape)).astype(np.float32)
+    elif values == "floats":
+        rel = rng.standard_normal((n, *shape)).astype(np.float32)
+    else:  # mostly exact zeros, fewer than 5 positive values in some rows
+        rel = (rng.standard_normal((n, *shape)) * (rng.random((n, *shape)) < 0.001)).astype(np.float32)
+    rel[0] = 0.0
+    rel[1] = -1.0
+    df = small_frame(
+        relevance=rel,
+        logits=np.zeros((n, 3), np.float32),
+        targets=np.zeros(n, np.int64),
+        seed_relevance=np.ones(n),
+        sample_index=np.arange(n),
+    )
+    flat = rel.reshape(n, -1)
+    expected = np.argsort(-flat, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(np.stack(df["topk_positions"].to_list()), expected)
+    np.testing.assert_array_equal(np.stack(df["topk_values"].to_list()), np.take_along_axis(flat, expected, axis=1))
+
+
+def test_statistics_match_plain_float64_formulas() -> None:
+    rng = np.random.default_rng(3)
+    rel = rng.standard_normal((7, 3, 20, 20)).astype(np.float32)
+    rel[2] = 0.0
+    rel[3, :, :5] = 0.0  # exact zeros: x log x = 0 there
+    df = small_frame(
+        relevance=rel,
+        logits=np.zeros((7, 3), np.float32),
+        targets=np.zeros(7, np.int64),
+        seed_relevance=np.ones(7),
+        sample_index=np.arange(7),
+    )
+    flat = rel.reshape(7, -1).astype(np.float64)
+    mag = np.abs(flat)
+    total = mag.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = mag / total[:, None]
+        entropy = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(axis=1)
+        d = flat.shape[1]
+        gini = (np.sort(mag, axis=1) @ (2.0 * np.arange(1, d + 1) - d - 1)) / (d * total)
+    ok = total > 0
+    np.testing.assert_allclose(df["relevance_sum"], flat.sum(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(df["positive_relevance"], np.where(flat > 0, flat, 0).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(df["relevance_entropy"][ok], entropy[ok], rtol=1e-6)
+    np.testing.assert_allclose(df["relevance_sparsity"][ok], gini[ok], rtol=1e-9)
+    assert df["relevance_entropy"].isna().tolist() == (~ok).tolist()
+
+
+def test_summary_table_is_summarize_as_arrow() -> None:
+    rng = np.random.default_rng(5)
+    rel = rng.standard_normal((4, 2, 1, 6, 6)).astype(np.float16)  # float16 maps, top-2 targets
+    logits = rng.standard_normal((4, 5)).astype(np.float32)
+    args = (
+        rel,
+        logits,
+        np.argsort(-logits, axis=1)[:, :2],
+        np.ones((4, 2)),
+        [0, 1, 2, 3],
+        np.arange(4),
+        None,
+        "d",
+        1,
+        "a",
+    )
+    table = summary_table(*args, explained_at=WHEN)
+    assert table.schema.equals(SUMMARY_SCHEMA)
+    pd.testing.assert_frame_equal(table.to_pandas(), summarize(*args, explained_at=WHEN))
+    assert table.num_rows == 8 and table.column("target_rank").to_pylist() == [0, 1] * 4

@@ -3,6 +3,8 @@
 A killed process leaves the old state or the new one, never a torn file; fsync extends that to a
 machine crash. Several fsyncs are issued at once from a small thread pool: fsync releases the GIL and the
 filesystem can commit them together, so a shard's dozen fsyncs cost about one disk flush.
+:class:`BackgroundSync` starts each file's fsync as soon as the file is written, so the disk works while
+the next chunk is being encoded.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 
 from .layout import tmp_name, tmp_prefix
 
@@ -46,6 +49,31 @@ def fsync_many(paths: Iterable[str]) -> None:
             fsync_path(p)
         return
     list(_pool().map(fsync_path, unique))  # list() re-raises the first error
+
+
+class BackgroundSync:
+    """fsyncs paths in the pool as they are handed in; :meth:`wait` returns when all are durable.
+
+    Each path is synced once, after it was handed in; hand a directory in only once every new entry in
+    it exists (its fsync covers the entries present at that moment)."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, Future[None]] = {}
+
+    def add(self, path: str) -> None:
+        if path not in self._futures:
+            self._futures[path] = _pool().submit(fsync_path, path)
+
+    def add_many(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self.add(path)
+
+    def wait(self) -> None:
+        """Block until every fsync finished; re-raises the first error (after all have finished)."""
+        futures = list(self._futures.values())
+        wait_all(futures)
+        for future in futures:
+            future.result()
 
 
 def parent_dirs(files: Iterable[str], stop_at: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
 import platform
 
@@ -18,6 +19,12 @@ def _version(dist: str) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions read from package metadata: importing torch only to print its version would be slow."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> dict[str, str]:
+    # Installed versions do not change under a running process; reading metadata takes ~20 ms.
     versions = {name: _version(name) for name in _PACKAGES}
     versions["python"] = platform.python_version()
     lrp = _version("lrp-audit")

@@ -17,7 +17,7 @@ import zarr
 from .errors import NotAnAuditError
 from .layout import AuditLayout, local_path
 from .manifest import read_records
-from .relevance import RELEVANCE
+from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, LAYERWISE, RELEVANCE
 from .summaries_io import committed_part_ids, read_parts
 
 if TYPE_CHECKING:  # xarray is imported on first use: writers never need it
@@ -84,13 +84,13 @@ class AuditReader:
         """Summary rows of the committed shards, sorted by (sample_index, target_rank)."""
         return read_parts(self._parts.values(), fs=self._fs)
 
-    @functools.cached_property
-    def dataset(self) -> xr.Dataset:
-        """All sample arrays as a lazily loaded xarray Dataset over the committed samples."""
+    def _open_dataset(self, group: str | None = None) -> xr.Dataset:
+        """The arrays of the root group (or a subgroup), lazily loaded, over the committed samples."""
         import xarray as xr
 
         ds = xr.open_dataset(
             self.layout.zarr_path,
+            group=group,
             engine="zarr",
             consolidated=False,
             chunks=None,
@@ -103,10 +103,58 @@ class AuditReader:
             ds = ds.isel(sample=self.committed_samples)
         return ds
 
+    @functools.cached_property
+    def dataset(self) -> xr.Dataset:
+        """All sample arrays as a lazily loaded xarray Dataset over the committed samples (layerwise
+        relevances are a subgroup: see :meth:`layerwise`)."""
+        return self._open_dataset()
+
     @property
     def relevance(self) -> xr.DataArray:
         """Relevance maps with a ``sample`` coordinate (= sample_index), loaded from Zarr on access."""
         return self.dataset[RELEVANCE]
+
+    @property
+    def layerwise_names(self) -> list[str]:
+        """Layers whose relevance the audit keeps (``storage.layerwise``), in config order."""
+        return list(self.layout_info.get("layerwise") or {})
+
+    @functools.cached_property
+    def _layerwise_dataset(self) -> xr.Dataset:
+        return self._open_dataset(LAYERWISE)
+
+    def layerwise(self, name: str) -> xr.DataArray:
+        """Relevance at the output of layer ``name``: ``(sample, [explanation,] channel, height, width)``
+        (or ``feature`` for dense layers), with a ``sample`` coordinate, loaded from Zarr on access."""
+        names = self.layerwise_names
+        if name not in names:
+            raise KeyError(f"the audit keeps no layerwise relevance for {name!r}; it keeps {names}")
+        arr = self._layerwise_dataset[name]
+        prefix = f"{name}."
+        return arr.rename({d: d[len(prefix) :] for d in arr.dims if d.startswith(prefix)})
+
+    def _concept_array(self, name: str) -> xr.DataArray:
+        if CONCEPTS not in self.dataset:
+            raise KeyError("the audit keeps no CRP concepts (storage.crp is not set)")
+        if name not in self.dataset:
+            raise KeyError(f"the audit has concepts but no {name!r} (written before it was added)")
+        return self.dataset[name]
+
+    @property
+    def concepts(self) -> xr.DataArray:
+        """CRP maps ``(sample, concept, *input)``: concept c of sample i is the input relevance of
+        channel ``concept_channels[i, c]`` of the CRP layer."""
+        return self._concept_array(CONCEPTS)
+
+    @property
+    def concept_channels(self) -> xr.DataArray:
+        """``(sample, concept)`` int64: the layer channel each concept map belongs to."""
+        return self._concept_array(CONCEPT_CHANNELS)
+
+    @property
+    def concept_relevance(self) -> xr.DataArray:
+        """``(sample, concept)`` float32: each concept's relevance at the CRP layer (summed over space)."""
+        return self._concept_array(CONCEPT_RELEVANCE)
 
     def heatmap(self, sample_index: int, rank: int = 0, channel_axis: int = 0) -> np.ndarray:
         """Relevance of one sample summed over channels: a 2-D float32 map for ``plt.imshow``.

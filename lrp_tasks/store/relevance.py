@@ -4,6 +4,12 @@ Zarr loses data silently when two writers touch one chunk (each rewrites the who
 here covers whole chunks of one shard only, and array metadata is never rewritten after creation.
 Creation builds the group in a hidden temporary directory and renames it into place: concurrent
 creators race on one atomic rename, and the loser opens the winner's group.
+
+Whole chunks are encoded here with the array's own codecs (bytes + optional Blosc, read from the array
+metadata) and written straight to their files, each handed to a background fsync as soon as it is
+written: Zarr's generic path would build a fill-valued chunk, copy the data into it, and write through
+a temporary file and a rename per chunk, none of which a whole, never-shared chunk needs (the shard's
+commit, not the chunk file, is the unit of atomicity). Chunks of any other kind go through Zarr.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, BytesCodec
+from zarr.core.chunk_grids import RegularChunkGrid
 
 from .durable import fsync_path, fsync_tree, parent_dirs
 from .errors import AuditStoreError, NotAnAuditError
@@ -30,9 +39,19 @@ LOGITS = "logits"
 TARGET = "target"
 CONCEPTS = "concepts"
 CONCEPT_IDS = "concept_ids"
+CONCEPT_CHANNELS = "concept_channels"
+CONCEPT_RELEVANCE = "concept_relevance"
+LAYERWISE = "layerwise"
+"""Subgroup holding one array per kept layer; xarray's view of the root group does not include it."""
 
-#: Arrays that are written shard by shard along the sample axis.
-SAMPLE_ARRAYS = (RELEVANCE, INPUT, LOGITS, TARGET, CONCEPTS)
+#: Arrays that are written shard by shard along the sample axis (besides ``layerwise/<name>``).
+SAMPLE_ARRAYS = (RELEVANCE, INPUT, LOGITS, TARGET, CONCEPTS, CONCEPT_CHANNELS, CONCEPT_RELEVANCE)
+
+
+def layerwise_key(name: str) -> str:
+    """Path (inside the group) of the array holding the relevance at the output of layer ``name``."""
+    return f"{LAYERWISE}/{name}"
+
 
 # Every chunk is written even when it equals the fill value: a shard's chunks then always exist, which
 # keeps fsync simple and makes "same content" checks exact.
@@ -103,6 +122,26 @@ def array_plan(spec: AuditSpec) -> dict[str, dict[str, Any]]:
             "fill_value": float("nan"),
             "dims": ("sample", "concept", *sdims),
         }
+        plan[CONCEPT_CHANNELS] = {
+            "shape": (n, spec.n_concepts),
+            "dtype": "int64",
+            "fill_value": -1,
+            "dims": ("sample", "concept"),
+        }
+        plan[CONCEPT_RELEVANCE] = {
+            "shape": (n, spec.n_concepts),
+            "dtype": "float32",
+            "fill_value": float("nan"),
+            "dims": ("sample", "concept"),
+        }
+    for name, layer_shape in spec.layerwise.items():
+        # Dimension names carry the layer name: layers differ in size, and xarray needs one size per name.
+        plan[layerwise_key(name)] = {
+            "shape": (n, *spec.layerwise_row_shape(name)),
+            "dtype": spec.dtype,
+            "fill_value": float("nan"),
+            "dims": ("sample", *kdims, *(f"{name}.{d}" for d in sample_dim_names(layer_shape))),
+        }
     for entry in plan.values():
         entry["chunks"] = (chunk, *entry["shape"][1:])
     return plan
@@ -111,9 +150,12 @@ def array_plan(spec: AuditSpec) -> dict[str, dict[str, Any]]:
 def _build_group(path: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> None:
     group = zarr.open_group(path, mode="w-", zarr_format=3, attributes=dict(attrs))
     compressors = _compressors(spec.compression)
+    if spec.layerwise:
+        group.create_group(LAYERWISE)
     for name, entry in array_plan(spec).items():
-        group.create_array(
-            name,
+        parent, _, leaf = name.rpartition("/")
+        (group[parent] if parent else group).create_array(
+            leaf,
             shape=entry["shape"],
             dtype=entry["dtype"],
             chunks=entry["chunks"],
@@ -170,6 +212,61 @@ def read_group_attrs(zarr_path: str) -> dict[str, Any]:
     return dict(group.attrs)
 
 
+class _ChunkEncoder:
+    """Encodes one whole chunk exactly as the array's codecs do: C-order little-endian bytes, then Blosc
+    if the array has it (parameters from the array metadata, so an existing audit keeps its own)."""
+
+    def __init__(self, dtype: np.dtype, blosc: numcodecs.Blosc | None) -> None:
+        self.dtype = dtype
+        self.blosc = blosc
+
+    @classmethod
+    def for_array(cls, arr: Any) -> _ChunkEncoder | None:
+        """An encoder for ``arr``, or None when its codecs are anything else (Zarr then writes)."""
+        meta = arr.metadata
+        if getattr(meta, "zarr_format", None) != 3 or getattr(meta, "storage_transformers", ()):
+            return None
+        if not isinstance(meta.chunk_grid, RegularChunkGrid):
+            return None
+        dtype = np.dtype(arr.dtype)
+        codecs = tuple(meta.codecs)
+        if not codecs or not isinstance(codecs[0], BytesCodec) or dtype.kind not in "fiu":
+            return None
+        endian = codecs[0].endian
+        if dtype.itemsize > 1 and (endian is None or endian.value != sys.byteorder):
+            return None
+        if len(codecs) == 1:
+            return cls(dtype, None)
+        blosc = codecs[1]
+        if len(codecs) != 2 or not isinstance(blosc, BloscCodec) or blosc.shuffle is None:
+            return None
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.value]
+        return cls(
+            dtype,
+            numcodecs.Blosc(
+                cname=blosc.cname.value,
+                clevel=blosc.clevel,
+                shuffle=shuffle,
+                blocksize=blosc.blocksize,
+                typesize=blosc.typesize,
+            ),
+        )
+
+    def encode(self, values: np.ndarray) -> Any:
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        return self.blosc.encode(data) if self.blosc is not None else memoryview(data).cast("B")
+
+
+def _write_file(path: str, payload: Any) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(payload)
+    except FileNotFoundError:  # '/'-separated chunk keys: the nested directories are new
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(payload)
+
+
 class RelevanceArrays:
     """Open handles on the sample arrays, writing whole chunks of one shard at a time."""
 
@@ -177,6 +274,7 @@ class RelevanceArrays:
         self.zarr_path = zarr_path
         group = zarr.open_group(zarr_path, mode="r+", zarr_format=3)
         self.arrays: dict[str, Any] = {}
+        self._encoders: dict[str, _ChunkEncoder | None] = {}
         for name, entry in array_plan(spec).items():
             try:
                 arr = group[name]
@@ -188,24 +286,50 @@ class RelevanceArrays:
                     f"the spec expects shape {entry['shape']} chunks {entry['chunks']}"
                 )
             self.arrays[name] = arr.with_config(_WRITE_CONFIG)
+            self._encoders[name] = _ChunkEncoder.for_array(arr)
         self.chunk = spec.resolved_chunk_size
+        self.n_samples = spec.n_samples
 
-    def write(self, start: int, stop: int, data: Mapping[str, np.ndarray]) -> list[str]:
+    def write(
+        self, start: int, stop: int, data: Mapping[str, np.ndarray], on_written: Callable[[str], None] | None = None
+    ) -> list[str]:
         """Write ``data[name]`` to rows ``start:stop`` of each array; returns the chunk files and their
         directories, which the caller must fsync before it commits the shard.
 
-        ``start`` must sit on a chunk boundary and ``stop`` on one or at the end of the arrays; the
-        caller (the store) guarantees it by only accepting planned shards."""
+        ``on_written(path)`` is called for each chunk file as soon as it is complete (to start its fsync
+        while the next chunk is encoded). ``start`` must sit on a chunk boundary and ``stop`` on one or
+        at the end of the arrays; the caller (the store) guarantees it by only accepting planned shards."""
         touched: list[str] = []
         for name, values in data.items():
-            self.arrays[name][start:stop] = values
-            files = [os.path.join(self.zarr_path, *key.split("/")) for key in self.chunk_keys(name, start, stop)]
-            touched += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, name))
+            files = []
+            for key, lo, hi in self._chunks(name, start, stop):
+                path = os.path.join(self.zarr_path, *key.split("/"))
+                rows = values[lo - start : hi - start]
+                encoder = self._encoders[name]
+                if encoder is not None and hi - lo == self.chunk:
+                    _write_file(path, encoder.encode(rows))
+                else:  # the short last chunk of the array (padded by Zarr), or codecs we do not mirror
+                    self.arrays[name][lo:hi] = rows
+                if on_written is not None:
+                    on_written(path)
+                files.append(path)
+            touched += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, *name.split("/")))
         return touched
 
-    def chunk_keys(self, name: str, start: int, stop: int) -> list[str]:
-        """Store keys (relative to the group) of the chunks holding rows ``start:stop`` of ``name``."""
+    def _chunks(self, name: str, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """(store key, first row, end row) of each chunk holding rows ``start:stop`` of ``name``."""
         arr = self.arrays[name]
         tail = (0,) * (arr.ndim - 1)
         first, last = start // self.chunk, (stop - 1) // self.chunk
-        return [f"{name}/{arr.metadata.encode_chunk_key((c, *tail))}" for c in range(first, last + 1)]
+        return [
+            (
+                f"{name}/{arr.metadata.encode_chunk_key((c, *tail))}",
+                max(start, c * self.chunk),
+                min(stop, (c + 1) * self.chunk, self.n_samples),
+            )
+            for c in range(first, last + 1)
+        ]
+
+    def chunk_keys(self, name: str, start: int, stop: int) -> list[str]:
+        """Store keys (relative to the group) of the chunks holding rows ``start:stop`` of ``name``."""
+        return [key for key, _, _ in self._chunks(name, start, stop)]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .layout import default_chunk_size
 
@@ -43,6 +44,10 @@ class AuditSpec:
     """Shape, storage and provenance of one audit.
 
     ``explanations_per_sample`` (k) > 1 adds a k axis after the sample axis (top-k targets).
+    ``layerwise`` maps module names to the shape of one explanation's relevance at that module's output
+    (without the k axis, which is added as for ``relevance``): each is kept in ``layerwise/<name>``.
+    ``n_concepts`` > 0 keeps CRP concept maps with the channel and relevance of each concept per sample;
+    ``concept_ids`` fixes the channels (indexed features), ``None`` lets them vary per sample (top-n).
     ``shard_size`` is the unit of work and of commit; ``chunk_size`` (Zarr chunk along samples) must
     divide it so that a shard is whole chunks and two writers never touch one chunk. ``None`` picks the
     largest divisor keeping chunks under ~8 MiB. ``config_digest=None`` hashes ``config``;
@@ -59,6 +64,7 @@ class AuditSpec:
     input_dtype: str = "float32"
     n_concepts: int = 0
     concept_ids: tuple[int, ...] | None = None
+    layerwise: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     chunk_size: int | None = None
     compression: Compression = "lz4"
     config: Mapping[str, Any] = field(default_factory=dict)
@@ -73,6 +79,15 @@ class AuditSpec:
         if self.concept_ids is not None:
             object.__setattr__(self, "concept_ids", tuple(int(c) for c in self.concept_ids))
         problems = []
+        layers: dict[str, tuple[int, ...]] = {}
+        for name, layer_shape in dict(self.layerwise).items():
+            dims = tuple(int(s) for s in layer_shape)
+            layers[str(name)] = dims
+            if not name or "/" in name or name in (".", "..") or name.startswith("__"):
+                problems.append(f"layerwise name {name!r} cannot name a Zarr array (empty, '/', '.', '..', '__...')")
+            if not dims or any(s < 1 for s in dims):
+                problems.append(f"layerwise[{name!r}] shape must be non-empty positive sizes, got {dims}")
+        object.__setattr__(self, "layerwise", layers)
         if self.n_samples < 1:
             problems.append(f"n_samples must be >= 1, got {self.n_samples}")
         if not shape or any(s < 1 for s in shape):
@@ -91,6 +106,10 @@ class AuditSpec:
             problems.append(f"n_concepts must be >= 0, got {self.n_concepts}")
         if self.concept_ids is not None and len(self.concept_ids) != self.n_concepts:
             problems.append(f"concept_ids has {len(self.concept_ids)} ids for n_concepts={self.n_concepts}")
+        if self.concept_ids is not None and (
+            min(self.concept_ids, default=0) < 0 or len(set(self.concept_ids)) != len(self.concept_ids)
+        ):
+            problems.append(f"concept_ids must be distinct channel indices >= 0, got {self.concept_ids}")
         if self.chunk_size is not None and (self.chunk_size < 1 or self.shard_size % self.chunk_size):
             problems.append(
                 f"chunk_size {self.chunk_size} must divide shard_size {self.shard_size} (a shard must be whole chunks)"
@@ -120,6 +139,10 @@ class AuditSpec:
     def target_row_shape(self) -> tuple[int, ...]:
         return (self.k,) if self.k > 1 else ()
 
+    def layerwise_row_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one sample's relevance at layer ``name``: with a leading k axis when k > 1."""
+        return ((self.k,) if self.k > 1 else ()) + self.layerwise[name]
+
     @property
     def resolved_chunk_size(self) -> int:
         if self.chunk_size is not None:
@@ -130,12 +153,14 @@ class AuditSpec:
             int(np.prod(self.sample_shape)) * np.dtype(self.input_dtype).itemsize if self.keep_input else 0,
             int(np.prod(self.sample_shape)) * self.n_concepts * itemsize,
             self.n_classes * 4,
+            *(int(np.prod(self.layerwise_row_shape(name))) * itemsize for name in self.layerwise),
         )
         return default_chunk_size(self.shard_size, per_sample)
 
     @property
     def resolved_concept_ids(self) -> tuple[int, ...]:
-        return self.concept_ids if self.concept_ids is not None else tuple(range(self.n_concepts))
+        """The fixed channel of each concept; -1 where channels vary per sample (see concept_channels)."""
+        return self.concept_ids if self.concept_ids is not None else (-1,) * self.n_concepts
 
     def new_audit_id(self) -> str:
         """An id for a new audit: short config digest + random suffix (readable, never reused)."""
@@ -143,7 +168,7 @@ class AuditSpec:
 
     def layout_dict(self) -> dict[str, Any]:
         """The fields that fix array shapes and storage; must match exactly to resume."""
-        return {
+        layout: dict[str, Any] = {
             "n_samples": self.n_samples,
             "sample_shape": list(self.sample_shape),
             "n_classes": self.n_classes,
@@ -157,6 +182,12 @@ class AuditSpec:
             "concept_ids": list(self.resolved_concept_ids),
             "compression": self.compression,
         }
+        # Added after format 1 shipped: present only when used, so older audits without them resume.
+        if self.n_concepts:
+            layout["concept_arrays"] = ["concept_channels", "concept_relevance"]
+        if self.layerwise:
+            layout["layerwise"] = {name: list(shape) for name, shape in self.layerwise.items()}
+        return layout
 
 
 @dataclass
@@ -164,8 +195,12 @@ class ShardResult:
     """Everything the pipeline produced for samples ``start:stop`` (numpy arrays; convert tensors first).
 
     relevance ``(n, *input)`` or ``(n, k, *input)``, logits ``(n, C)``, target ``(n,)`` or ``(n, k)``,
-    input ``(n, *input)`` when the audit keeps inputs, concepts ``(n, n_concepts, *input)`` when it
-    keeps CRP concept relevances, and the summary rows (see :func:`lrp_tasks.summaries.summarize`).
+    input ``(n, *input)`` when the audit keeps inputs, and the summary rows (a DataFrame from
+    :func:`lrp_tasks.summaries.summarize` or, faster, a Table from :func:`~lrp_tasks.summaries.summary_table`).
+    With CRP concepts (``n_concepts`` > 0): concepts ``(n, n_concepts, *input)``, concept_channels
+    ``(n, n_concepts)`` (integers: the layer channel of each concept map) and concept_relevance
+    ``(n, n_concepts)`` (the concept's relevance at that layer). With layerwise relevances: ``layerwise``
+    maps each layer name of the spec to ``(n, *layer_shape)`` or ``(n, k, *layer_shape)``.
     """
 
     shard_id: int
@@ -174,9 +209,12 @@ class ShardResult:
     relevance: np.ndarray
     logits: np.ndarray
     target: np.ndarray
-    summaries: pd.DataFrame
+    summaries: pd.DataFrame | pa.Table
     input: np.ndarray | None = None
     concepts: np.ndarray | None = None
+    concept_channels: np.ndarray | None = None
+    concept_relevance: np.ndarray | None = None
+    layerwise: Mapping[str, np.ndarray] | None = None
 
     @property
     def n(self) -> int:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -22,12 +23,38 @@ from ..summaries import SUMMARY_COLUMNS, SUMMARY_SCHEMA, empty_summaries
 from .errors import ShardValidationError
 from .layout import parse_part_name
 
+_DICTIONARY_COLUMNS = ["dataset", "audit_id", "label", "predicted", "target", "target_rank", "shard_id"]
+
 #: Key of the store's own entry in each part's Parquet key-value metadata.
 PART_METADATA_KEY = b"lrp_audit"
 
 
+def _column_from_pandas(series: pd.Series, field: pa.Field) -> pa.Array:
+    """One column with the schema's type. Floats keep NaN as a value (``from_pandas`` would make it a
+    null, which the non-nullable schema refuses); list columns of equal-length arrays are stacked."""
+    typ = field.type
+    if pa.types.is_list(typ):
+        values = series.to_numpy()
+        if len(values) and all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values):
+            lengths = {len(v) for v in values}
+            if len(lengths) == 1:
+                width = lengths.pop()
+                flat = np.stack(values).reshape(-1) if width else np.zeros(0)
+                offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32) * width)
+                return pa.ListArray.from_arrays(offsets, pa.array(flat, type=typ.value_type), type=typ)
+        return pa.array(list(values), type=typ)
+    if pa.types.is_floating(typ) or pa.types.is_integer(typ):
+        return pa.array(series.to_numpy(), type=typ)
+    return pa.array(series, type=typ, from_pandas=True)
+
+
+def _table_from_pandas(df: pd.DataFrame) -> pa.Table:
+    arrays = [_column_from_pandas(df[field.name], field) for field in SUMMARY_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SUMMARY_SCHEMA)
+
+
 def table_from_frame(
-    df: pd.DataFrame,
+    df: pd.DataFrame | pa.Table,
     *,
     shard_id: int,
     start: int,
@@ -35,12 +62,16 @@ def table_from_frame(
     rows_per_sample: int,
     audit_id: str,
 ) -> pa.Table:
-    """Check a shard's summary frame and convert it with the pinned schema; errors name the shard."""
+    """Check a shard's summary rows (a DataFrame, or a Table from ``summary_table``) and return them as
+    a Table with the pinned schema; errors name the shard."""
     where = f"shard {shard_id} (samples {start}:{stop})"
-    if not isinstance(df, pd.DataFrame):
-        raise ShardValidationError(f"{where}: summaries must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
-    extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
+    if not isinstance(df, pd.DataFrame | pa.Table):
+        raise ShardValidationError(
+            f"{where}: summaries must be a pandas DataFrame or a pyarrow Table, got {type(df).__name__}"
+        )
+    names = list(df.column_names if isinstance(df, pa.Table) else df.columns)
+    missing = [c for c in SUMMARY_COLUMNS if c not in names]
+    extra = [c for c in names if c not in SUMMARY_COLUMNS]
     if missing or extra:
         raise ShardValidationError(
             f"{where}: summaries columns differ from the schema: missing {missing}, extra {extra}"
@@ -52,9 +83,17 @@ def table_from_frame(
             f"({stop - start} samples x {rows_per_sample} explanations)"
         )
     try:
-        table = pa.Table.from_pandas(df[list(SUMMARY_COLUMNS)], schema=SUMMARY_SCHEMA, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
+        if isinstance(df, pa.Table):
+            table = df.select(list(SUMMARY_COLUMNS))
+            if not table.schema.remove_metadata().equals(SUMMARY_SCHEMA):
+                table = table.cast(SUMMARY_SCHEMA)
+        else:
+            table = _table_from_pandas(df)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
         raise ShardValidationError(f"{where}: summaries do not fit the schema: {exc}") from exc
+    nulls = [name for name, col in zip(table.column_names, table.columns, strict=True) if col.null_count]
+    if nulls:
+        raise ShardValidationError(f"{where}: summaries have nulls in {nulls} (no column may be null)")
     idx = table.column("sample_index").to_numpy()
     if len(idx) and (idx.min() < start or idx.max() >= stop):
         raise ShardValidationError(
@@ -73,7 +112,8 @@ def encode_part(table: pa.Table, metadata: Mapping[str, Any]) -> bytes:
     """Serialise a part in memory (to checksum it and write it in one go); same input, same bytes."""
     table = table.replace_schema_metadata({PART_METADATA_KEY: json.dumps(dict(metadata), sort_keys=True)})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    # Dictionary encoding only where values repeat (it slows down and bloats the float columns).
+    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
     return sink.getvalue().to_pybytes()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import shutil
 import warnings
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .durable import fsync_many, fsync_path, remove_stale_temporaries, write_hidden
+from .durable import BackgroundSync, fsync_path, remove_stale_temporaries, write_hidden
 from .errors import AuditStoreError, ConfigMismatchError, ShardValidationError
 from .layout import (
     FORMAT_VERSION,
@@ -39,6 +40,8 @@ from .layout import (
 from .manifest import make_record, recover_missing_records, write_record
 from .provenance import package_versions, utc_now_iso
 from .relevance import (
+    CONCEPT_CHANNELS,
+    CONCEPT_RELEVANCE,
     CONCEPTS,
     INPUT,
     LOGITS,
@@ -46,6 +49,7 @@ from .relevance import (
     TARGET,
     RelevanceArrays,
     create_group_atomically,
+    layerwise_key,
     read_group_attrs,
 )
 from .spec import AuditSpec, ShardResult, canonical_json
@@ -243,15 +247,19 @@ class AuditStore:
             "audit_id": self.audit_id,
             "config_digest": self.config_digest,
         }
-        payload = encode_part(table, meta)
-
         part = self.layout.part_path(sid)
         remove_stale_temporaries(self.layout.summaries_dir, part_name(sid))
         remove_stale_temporaries(self.layout.manifest_dir, record_name(sid))
-        # 1. Zarr chunks and the hidden part, made durable together (one concurrent fsync round).
-        to_sync = self._arrays.write(start, stop, data)
+        # 1. The Zarr chunks, each fsynced in the background as soon as it is written, then their
+        #    directories; the part is encoded while the disk works and written under a hidden name.
+        #    All of it is durable before the commit.
+        sync = BackgroundSync()
+        touched = self._arrays.write(start, stop, data, on_written=sync.add)
+        sync.add_many(touched)  # the chunk directories (the files are already on their way)
+        payload = encode_part(table, meta)
         hidden = write_hidden(part, payload)
-        fsync_many([*to_sync, hidden])
+        sync.add(hidden)
+        sync.wait()
         _maybe_die("after_zarr", sid)
         # 2. Publish the part: the commit point.
         os.replace(hidden, part)
@@ -277,6 +285,8 @@ class AuditStore:
         return True
 
     def _validated_arrays(self, shard: ShardResult) -> dict[str, np.ndarray]:
+        """The arrays to write, by Zarr path, after every check; float arrays keep the caller's dtype
+        (range-checked for the stored one) and are cast chunk by chunk as they are written."""
         spec, sid, n = self.spec, shard.shard_id, shard.n
         where = f"shard {sid} (samples {shard.start}:{shard.stop})"
 
@@ -286,11 +296,8 @@ class AuditStore:
                 raise ShardValidationError(f"{where}: {name} has shape {arr.shape}, expected {shape}")
             return arr
 
-        def finite(name: str, arr: np.ndarray) -> None:
-            if arr.dtype.kind not in "fiu":
-                raise ShardValidationError(f"{where}: {name} must be numeric, got dtype {arr.dtype}")
-            if np.isfinite(np.add.reduce(arr, axis=None, dtype=np.float64)):
-                return  # one pass, no temporary: any NaN/inf would make the float64 sum non-finite
+        def nonfinite(name: str, arr: np.ndarray) -> None:
+            """Raise naming the samples with NaN/inf, if there are any."""
             bad = ~np.isfinite(arr)
             if bad.any():
                 rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
@@ -300,24 +307,38 @@ class AuditStore:
                     "nothing was written"
                 )
 
-        def stored(name: str, arr: np.ndarray, dtype: str) -> np.ndarray:
+        def checked(name: str, arr: np.ndarray, dtype: str, must_be_finite: bool = True) -> np.ndarray:
+            """``arr`` after checking it is numeric, finite (unless told otherwise) and storable as
+            ``dtype`` (no value may round to inf); it is cast chunk by chunk when written."""
+            if arr.dtype.kind not in "fiu":
+                raise ShardValidationError(f"{where}: {name} must be numeric, got dtype {arr.dtype}")
+            if arr.dtype.kind != "f" or not arr.size:
+                return arr
             target = np.dtype(dtype)
-            if target.kind == "f" and arr.dtype.kind == "f" and target.itemsize < arr.dtype.itemsize and arr.size:
+            if target.kind == "f" and target.itemsize < arr.dtype.itemsize:
+                lo, hi = float(arr.min()), float(arr.max())  # NaN and inf show in min/max
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    if must_be_finite:
+                        nonfinite(name, arr)
+                    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
                 # Values from max + half an ulp on round to inf (65520 for float16).
                 finfo = np.finfo(target)
                 limit = float(finfo.max) + 2.0 ** (finfo.maxexp - finfo.nmant - 2)
-                lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
                 if max(-lo, hi) >= limit:
                     raise ShardValidationError(
                         f"{where}: {name} exceeds the {dtype} range (max |value| {max(-lo, hi):.6g}, "
                         f"{dtype} holds up to {float(finfo.max):.6g}); store it as float32"
                     )
-            return arr.astype(target, copy=False)
+            elif must_be_finite and not np.isfinite(
+                np.add.reduce(arr, axis=None, dtype=np.result_type(arr.dtype, np.float32))
+            ):
+                # One pass, no temporary: a NaN/inf makes the sum non-finite. A sum that overflows
+                # without one only costs the exact check.
+                nonfinite(name, arr)
+            return arr
 
-        rel = shaped("relevance", shard.relevance, (n, *spec.relevance_row_shape))
-        finite("relevance", rel)
-        logits = shaped("logits", shard.logits, (n, spec.n_classes))
-        finite("logits", logits)
+        rel = checked("relevance", shaped("relevance", shard.relevance, (n, *spec.relevance_row_shape)), spec.dtype)
+        logits = checked("logits", shaped("logits", shard.logits, (n, spec.n_classes)), "float32")
         target = shaped("target", shard.target, (n, *spec.target_row_shape))
         if target.dtype.kind not in "iu":
             raise ShardValidationError(f"{where}: target must be integers, got dtype {target.dtype}")
@@ -325,25 +346,72 @@ class AuditStore:
             raise ShardValidationError(
                 f"{where}: target values [{target.min()}, {target.max()}] outside [0, {spec.n_classes})"
             )
-        data = {
-            RELEVANCE: stored("relevance", rel, spec.dtype),
-            LOGITS: stored("logits", logits, "float32"),
-            TARGET: target.astype(np.int64, copy=False),
-        }
+        data = {RELEVANCE: rel, LOGITS: logits, TARGET: target.astype(np.int64, copy=False)}
         if spec.keep_input:
             if shard.input is None:
                 raise ShardValidationError(f"{where}: the audit keeps inputs (keep_input=True) but input is None")
-            data[INPUT] = stored("input", shaped("input", shard.input, (n, *spec.sample_shape)), spec.input_dtype)
+            x = shaped("input", shard.input, (n, *spec.sample_shape))
+            data[INPUT] = checked("input", x, spec.input_dtype, must_be_finite=False)
         elif shard.input is not None:
             raise ShardValidationError(f"{where}: input given but the audit was created with keep_input=False")
-        if spec.n_concepts:
-            if shard.concepts is None:
-                raise ShardValidationError(f"{where}: the audit keeps {spec.n_concepts} concepts but concepts is None")
-            con = shaped("concepts", shard.concepts, (n, spec.n_concepts, *spec.sample_shape))
-            finite("concepts", con)
-            data[CONCEPTS] = stored("concepts", con, spec.dtype)
-        elif shard.concepts is not None:
-            raise ShardValidationError(f"{where}: concepts given but the audit was created with n_concepts=0")
+        data.update(self._validated_concepts(shard, where, shaped, checked))
+        data.update(self._validated_layerwise(shard, where, shaped, checked))
+        return data
+
+    def _validated_concepts(self, shard: ShardResult, where: str, shaped: Any, checked: Any) -> dict:
+        spec, n = self.spec, shard.n
+        given = {
+            "concepts": shard.concepts,
+            "concept_channels": shard.concept_channels,
+            "concept_relevance": shard.concept_relevance,
+        }
+        if not spec.n_concepts:
+            extra = [name for name, value in given.items() if value is not None]
+            if extra:
+                raise ShardValidationError(
+                    f"{where}: {', '.join(extra)} given but the audit was created with n_concepts=0"
+                )
+            return {}
+        for name, value in given.items():
+            if value is None:
+                raise ShardValidationError(f"{where}: the audit keeps {spec.n_concepts} concepts but {name} is None")
+        con = checked(
+            "concepts", shaped("concepts", shard.concepts, (n, spec.n_concepts, *spec.sample_shape)), spec.dtype
+        )
+        channels = shaped("concept_channels", shard.concept_channels, (n, spec.n_concepts))
+        if channels.dtype.kind not in "iu":
+            raise ShardValidationError(f"{where}: concept_channels must be integers, got dtype {channels.dtype}")
+        if channels.size and channels.min() < 0:
+            raise ShardValidationError(f"{where}: concept_channels must be >= 0, got {channels.min()}")
+        ordered = np.sort(channels, axis=1)
+        if (ordered[:, 1:] == ordered[:, :-1]).any():
+            raise ShardValidationError(f"{where}: concept_channels repeat a channel within a sample")
+        if spec.concept_ids is not None and not (channels == np.asarray(spec.concept_ids)).all():
+            raise ShardValidationError(
+                f"{where}: concept_channels differ from the audit's fixed concept_ids {list(spec.concept_ids)}"
+            )
+        relevance = shaped("concept_relevance", shard.concept_relevance, (n, spec.n_concepts))
+        return {
+            CONCEPTS: con,
+            CONCEPT_CHANNELS: channels.astype(np.int64, copy=False),
+            CONCEPT_RELEVANCE: checked("concept_relevance", relevance, "float32"),
+        }
+
+    def _validated_layerwise(self, shard: ShardResult, where: str, shaped: Any, checked: Any) -> dict:
+        spec = self.spec
+        given = dict(shard.layerwise or {})
+        missing = [name for name in spec.layerwise if name not in given]
+        extra = [name for name in given if name not in spec.layerwise]
+        if missing or extra:
+            raise ShardValidationError(
+                f"{where}: layerwise relevances must be exactly the audit's layers {list(spec.layerwise)}; "
+                f"missing {missing}, not in the audit {extra}"
+            )
+        data = {}
+        for name in spec.layerwise:
+            label = f"layerwise[{name!r}]"
+            arr = shaped(label, given[name], (shard.n, *spec.layerwise_row_shape(name)))
+            data[layerwise_key(name)] = checked(label, arr, spec.dtype)
         return data
 
     def _check_consistency(self, shard: ShardResult, sample_index: np.ndarray, target: np.ndarray) -> None:

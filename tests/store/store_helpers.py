@@ -35,19 +35,33 @@ SMALL = {
 def make_spec(**overrides: Any) -> AuditSpec:
     kwargs = {**SMALL, **overrides}
     kwargs["sample_shape"] = tuple(kwargs["sample_shape"])
+    kwargs["layerwise"] = {name: tuple(shape) for name, shape in kwargs.get("layerwise", {}).items()}
     return AuditSpec(**kwargs)
 
 
 def shard_arrays(spec: AuditSpec, start: int, stop: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic per-sample data: sample i's rows depend only on (i, seed), not on the shard."""
-    out: dict[str, list[np.ndarray]] = {"relevance": [], "logits": [], "input": [], "concepts": []}
+    names = [
+        "relevance",
+        "logits",
+        "input",
+        "concepts",
+        "concept_channels",
+        *(f"layerwise/{n}" for n in spec.layerwise),
+    ]
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         out["relevance"].append(rng.standard_normal(spec.relevance_row_shape).astype(np.float32))
         out["logits"].append(rng.standard_normal(spec.n_classes).astype(np.float32))
         out["input"].append(rng.random(spec.sample_shape).astype(np.float32))
         out["concepts"].append(rng.standard_normal((spec.n_concepts, *spec.sample_shape)).astype(np.float32))
+        channels = spec.concept_ids if spec.concept_ids is not None else rng.permutation(64)[: spec.n_concepts]
+        out["concept_channels"].append(np.asarray(channels, dtype=np.int64))
+        for name in spec.layerwise:
+            out[f"layerwise/{name}"].append(rng.standard_normal(spec.layerwise_row_shape(name)).astype(np.float32))
     arrays = {k: np.stack(v) for k, v in out.items()}
+    arrays["concept_relevance"] = arrays["concepts"].sum(axis=tuple(range(2, arrays["concepts"].ndim)))
     order = np.argsort(-arrays["logits"], axis=1, kind="stable")
     arrays["target"] = order[:, 0] if spec.k == 1 else order[:, : spec.k]
     return arrays
@@ -82,6 +96,9 @@ def make_shard(
         summaries=df,
         input=a["input"] if spec.keep_input else None,
         concepts=a["concepts"] if spec.n_concepts else None,
+        concept_channels=a["concept_channels"] if spec.n_concepts else None,
+        concept_relevance=a["concept_relevance"] if spec.n_concepts else None,
+        layerwise={name: a[f"layerwise/{name}"] for name in spec.layerwise} or None,
     )
 
 

@@ -1,0 +1,208 @@
+"""The shard task end to end on the demo digits CNN: every storage option and target kind is kept.
+
+Each test builds a ShardExplainer from a small config, explains one shard (two batches), reads the
+audit back and compares with direct engine calls on the same batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lrp_tasks.config import ConfigError, parse_config
+from lrp_tasks.engine import CRP, IndexedFeatures, TopK, TopNFeatures
+from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.store import open_audit
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARD = 48  # samples of shard 0
+BATCH = 32  # two batches per shard: 32 + 16
+
+
+def explainer(tmp_path: Path, **overrides: Any) -> ShardExplainer:
+    cfg: dict[str, Any] = {
+        "name": "shard-test",
+        "output": str(tmp_path / "audit"),
+        "model": {
+            "kind": "builder",
+            "builder": "lrp_tasks.models.digits:build_digits_cnn",
+            "weights": str(ROOT / "models" / "digits_cnn.safetensors"),
+        },
+        "dataset": {"kind": "digits", "split": "test"},
+        "composite": "EpsilonPlusFlat",
+        "shard_size": SHARD,
+        "batch_size": BATCH,
+        "storage": {"keep_input": False},
+    }
+    cfg.update(overrides)
+    return ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+
+
+def batches(ex: ShardExplainer) -> list[Any]:
+    return [ex.dataset.read(lo, min(lo + BATCH, SHARD)) for lo in range(0, SHARD, BATCH)]
+
+
+def test_layerwise_relevances_are_kept_as_the_engine_gives_them(tmp_path) -> None:
+    ex = explainer(tmp_path, storage={"keep_input": False, "layerwise": ["conv2", "fc1"]})
+    assert ex.spec.layerwise == {"conv2": (32, 8, 8), "fc1": (64,)}
+    outcome = ex.explain_shard(0, 0, SHARD)
+    assert outcome.explained and outcome.samples == SHARD
+
+    expected: dict[str, list[np.ndarray]] = {"conv2": [], "fc1": [], "input": []}
+    for batch in batches(ex):
+        expl = ex.analyzer.analyze(batch.x, None, layerwise_relevances=True, seed="one-hot")
+        by_layer = ex.analyzer.relevance_by_layer(expl)
+        for name in ("conv2", "fc1"):
+            expected[name].append(by_layer[name].numpy())
+        expected["input"].append(expl.val.numpy())
+
+    audit = open_audit(str(tmp_path / "audit"))
+    assert audit.layerwise_names == ["conv2", "fc1"]
+    conv2 = audit.layerwise("conv2")
+    assert conv2.dims == ("sample", "channel", "height", "width")
+    assert conv2["sample"].values.tolist() == list(range(SHARD))
+    np.testing.assert_array_equal(conv2.values, np.concatenate(expected["conv2"]))
+    fc1 = audit.layerwise("fc1")
+    assert fc1.dims == ("sample", "feature") and fc1.dtype == np.float32
+    np.testing.assert_array_equal(fc1.values, np.concatenate(expected["fc1"]))
+    np.testing.assert_array_equal(audit.relevance.values, np.concatenate(expected["input"]))
+    # Relevance is (approximately) conserved through the layers: each layer's sum is close to the seed 1.
+    np.testing.assert_allclose(fc1.values.sum(axis=1), 1.0, atol=0.05)
+
+    again = ex.explain_shard(0, 0, SHARD)  # committed: skipped
+    assert not again.explained
+
+
+def test_unknown_layer_names_are_refused_with_the_valid_ones(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"storage.layerwise\[1\]: the model has no layer named 'conv9'") as e:
+        explainer(tmp_path, storage={"layerwise": ["conv1", "conv9"]})
+    assert "'conv1', " in str(e.value) and "'fc2'" in str(e.value)  # the valid names are listed
+    with pytest.raises(ConfigError, match=r"storage.crp.layer: the model has no layer named 'conv9'"):
+        explainer(tmp_path, storage={"crp": {"layer": "conv9", "features": 2}})
+    assert not (tmp_path / "audit").exists()  # refused before the store is created
+
+
+def test_crp_top_n_keeps_the_channel_and_relevance_of_each_concept(tmp_path) -> None:
+    ex = explainer(tmp_path, storage={"keep_input": False, "crp": {"layer": "conv2", "features": 3}})
+    assert (ex.spec.n_concepts, ex.spec.concept_ids) == (3, None)
+    ex.explain_shard(0, 0, SHARD)
+
+    crp = CRP(ex.analyzer, "conv2", TopNFeatures(3))
+    maps, channels, relevances = [], [], []
+    for batch in batches(ex):
+        expl = crp.analyze(batch.x, None, seed="one-hot")
+        maps.append(expl.val.numpy())
+        channels.append(expl.extras["features"].numpy())
+        relevances.append(expl.extras["concept_relevances"].numpy())
+
+    audit = open_audit(str(tmp_path / "audit"))
+    got_channels = audit.concept_channels.values
+    got_relevance = audit.concept_relevance.values
+    assert got_channels.shape == (SHARD, 3) and got_channels.dtype == np.int64
+    assert got_relevance.shape == (SHARD, 3) and got_relevance.dtype == np.float32
+    assert audit.concepts.shape == (SHARD, 3, 1, 8, 8)
+    np.testing.assert_array_equal(got_channels, np.concatenate(channels))
+    np.testing.assert_array_equal(got_relevance, np.concatenate(relevances))
+    np.testing.assert_array_equal(audit.concepts.values, np.concatenate(maps))
+    assert (np.diff(got_relevance, axis=1) <= 0).all()  # top-n: most relevant concept first
+    assert ((got_channels >= 0) & (got_channels < 32)).all()
+    assert len({tuple(row) for row in got_channels}) > 1  # the channels do differ between samples
+    assert audit.dataset["concept_ids"].values.tolist() == [-1, -1, -1]  # no fixed channels
+    # Each concept's relevance at the layer is the relevance of that channel in the plain LRP pass.
+    full = np.concatenate(
+        [
+            ex.analyzer.relevance_by_layer(ex.analyzer.analyze(b.x, None, layerwise_relevances=True))["conv2"].numpy()
+            for b in batches(ex)
+        ]
+    )
+    per_channel = full.reshape(SHARD, 32, -1).sum(axis=2)
+    np.testing.assert_allclose(
+        got_relevance, np.take_along_axis(per_channel, got_channels, axis=1), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_crp_indexed_features_are_the_same_channels_for_every_sample(tmp_path) -> None:
+    ex = explainer(tmp_path, storage={"keep_input": False, "crp": {"layer": "conv2", "features": [5, 1]}})
+    ex.explain_shard(0, 0, SHARD)
+    audit = open_audit(str(tmp_path / "audit"))
+    assert audit.dataset["concept_ids"].values.tolist() == [5, 1]
+    assert (audit.concept_channels.values == [5, 1]).all()
+    expl = CRP(ex.analyzer, "conv2", IndexedFeatures(5, 1)).analyze(batches(ex)[0].x, None)
+    np.testing.assert_array_equal(audit.concept_relevance.values[:BATCH], expl.extras["concept_relevances"].numpy())
+
+
+@pytest.mark.parametrize(
+    ("crp", "message"),
+    [
+        ({"layer": "conv2", "features": 40}, "top 40 features asked for, but layer 'conv2' has 32 channels"),
+        ({"layer": "conv2", "features": [3, 32]}, r"feature indices \[32\] out of range"),
+    ],
+)
+def test_crp_features_that_do_not_fit_the_layer_are_refused(tmp_path, crp, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        explainer(tmp_path, storage={"crp": crp})
+
+
+def test_label_target_explains_the_true_class(tmp_path) -> None:
+    ex = explainer(tmp_path, target="label")
+    ex.explain_shard(0, 0, SHARD)
+    audit = open_audit(str(tmp_path / "audit"))
+    labels = np.concatenate([b.labels for b in batches(ex)])
+    np.testing.assert_array_equal(audit.dataset["target"].values, labels)
+    frame = audit.summaries
+    assert (frame["target"] == frame["label"]).all() and (frame["target_rank"] == 0).all()
+    expl = ex.analyzer.analyze(batches(ex)[0].x, torch.as_tensor(labels[:BATCH]))
+    np.testing.assert_array_equal(audit.relevance.values[:BATCH], expl.val.numpy())
+
+
+def test_class_target_explains_one_class_for_every_sample(tmp_path) -> None:
+    ex = explainer(tmp_path, target={"kind": "class", "index": 3})
+    ex.explain_shard(0, 0, SHARD)
+    audit = open_audit(str(tmp_path / "audit"))
+    assert (audit.dataset["target"].values == 3).all()
+    assert (audit.summaries["target"] == 3).all()
+    expl = ex.analyzer.analyze(batches(ex)[1].x, 3)
+    np.testing.assert_array_equal(audit.relevance.values[BATCH:], expl.val.numpy())
+
+
+def test_targets_outside_the_model_are_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"target\.index: class 10 does not exist: the model has 10 classes"):
+        explainer(tmp_path, target={"kind": "class", "index": 10})
+    with pytest.raises(ConfigError, match=r"target\.k: k=11 exceeds the model's 10 classes"):
+        explainer(tmp_path, target={"kind": "top_k", "k": 11})
+
+
+def test_top_k_target_keeps_k_explanations_per_sample(tmp_path) -> None:
+    k = 3
+    ex = explainer(tmp_path, target={"kind": "top_k", "k": k}, storage={"keep_input": False, "layerwise": ["fc1"]})
+    assert ex.spec.k == k and ex.spec.layerwise_row_shape("fc1") == (k, 64)
+    ex.explain_shard(0, 0, SHARD)
+    audit = open_audit(str(tmp_path / "audit"))
+
+    expls = [ex.analyzer.analyze(b.x, TopK(k), layerwise_relevances=True) for b in batches(ex)]
+    assert audit.relevance.shape == (SHARD, k, 1, 8, 8)
+    assert audit.relevance.dims == ("sample", "explanation", "channel", "height", "width")
+    np.testing.assert_array_equal(audit.relevance.values, np.concatenate([e.val.numpy() for e in expls]))
+    targets = np.concatenate([e.output_selection.numpy() for e in expls])
+    assert targets.shape == (SHARD, k)
+    np.testing.assert_array_equal(audit.dataset["target"].values, targets)
+    logits = np.concatenate([e.output.numpy() for e in expls])
+    np.testing.assert_array_equal(targets, np.argsort(-logits, axis=1, kind="stable")[:, :k])
+
+    fc1 = audit.layerwise("fc1")
+    assert fc1.dims == ("sample", "explanation", "feature") and fc1.shape == (SHARD, k, 64)
+    np.testing.assert_array_equal(
+        fc1.values, np.concatenate([ex.analyzer.relevance_by_layer(e)["fc1"].numpy() for e in expls])
+    )
+
+    frame = audit.summaries
+    assert len(frame) == SHARD * k
+    assert frame["sample_index"].tolist() == np.repeat(np.arange(SHARD), k).tolist()
+    assert frame["target_rank"].tolist() == list(range(k)) * SHARD
+    np.testing.assert_array_equal(frame["target"].to_numpy().reshape(SHARD, k), targets)
+    assert (frame.loc[frame["target_rank"] == 0, "target"] == frame.loc[frame["target_rank"] == 0, "predicted"]).all()
+    sums = audit.relevance.values.reshape(SHARD * k, -1).astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(frame["relevance_sum"], sums, rtol=1e-6, atol=1e-9)
