@@ -48,14 +48,18 @@ def vgg11_like(classes: int = 1000) -> nn.Sequential:
     return model.eval()
 
 
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    samples = []
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each function, run round-robin so that a machine slowing down or speeding up
+    during the run affects every column alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) * 1e3 for name, v in samples.items()}
 
 
 def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
@@ -72,23 +76,28 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
         out = model(xg)
         return torch.autograd.grad(out.max(1).values.sum(), xg)[0] * x
 
-    rows = {
-        "forward": timeit(forward, repeats),
-        "forward+backward": timeit(forward_backward, repeats),
-        "lrp-audit LRP": timeit(lambda: analyzer(x), repeats),
+    fns: dict[str, Callable[[], object]] = {
+        "forward": forward,
+        "forward+backward": forward_backward,
+        "lrp-audit LRP": lambda: analyzer(x),
     }
+    rows = interleaved(fns, repeats)
     try:
         from zennit.attribution import Gradient
         from zennit.canonizers import SequentialMergeBatchNorm
         from zennit.composites import EpsilonPlusFlat as ZEpsilonPlusFlat
-
-        composite = ZEpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
-        with Gradient(model=model, composite=composite) as attributor:
-            classes = model(x).shape[1]
-            target = torch.eye(classes)[model(x).argmax(1)]
-            rows["zennit 1.0 LRP"] = timeit(lambda: attributor(x, target), repeats)
     except ImportError:
         pass
+    else:
+        # zennit's hooks stay on the model while its attributor is open: measure it in its own
+        # round-robin (with its own forward+backward for the ratio)
+        composite = ZEpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
+        classes = model(x).shape[1]
+        target = torch.eye(classes)[model(x).argmax(1)]
+        with Gradient(model=model, composite=composite) as attributor:
+            zen = interleaved({"zennit": lambda: attributor(x, target)}, repeats)["zennit"]
+        again = interleaved({"fb": forward_backward}, repeats)["fb"]
+        rows["zennit 1.0 LRP"] = zen * rows["forward+backward"] / again
     base = rows["forward+backward"]
     print(f"\n{name}: input {tuple(x.shape)}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for label, ms in rows.items():

@@ -65,7 +65,8 @@ class LayerContext:
         Weighted layers are linear in their input, so the point `at` only matters for the
         autograd fallback; `weight=None` means the layer's own forward at its recorded input."""
         if weight is not None:
-            direct = _direct_input_vjp(self.layer, self.input.shape, weight, grad_output)
+            point = at if at is not None and at.shape == self.input.shape else self.input
+            direct = _direct_input_vjp(self.layer, point.detach(), weight, grad_output)
             if direct is not None:
                 return direct
             leaf = (at if at is not None else self.input).detach().requires_grad_(True)
@@ -81,10 +82,11 @@ class LayerContext:
         return grad
 
 
-def _direct_input_vjp(
-    layer: nn.Module, input_shape: torch.Size, weight: Tensor, grad_output: Tensor
-) -> Tensor | None:
-    """Closed-form input gradient for Linear and zero-padded (transposed) convolutions."""
+def _direct_input_vjp(layer: nn.Module, point: Tensor, weight: Tensor, grad_output: Tensor) -> Tensor | None:
+    """Closed-form input gradient for Linear and zero-padded (transposed) convolutions.
+
+    The gradient does not depend on `point` (the layer is linear in its input); oneDNN only uses
+    its shape and memory layout, and a real tensor picks a faster kernel than an expanded dummy."""
     if isinstance(layer, nn.Linear):
         return grad_output.matmul(weight)
     is_conv = isinstance(layer, CONV_TYPES)
@@ -95,10 +97,9 @@ def _direct_input_vjp(
         return None
     dims = weight.dim() - 2
     output_padding = list(layer.output_padding) if is_transposed else [0] * dims
-    dummy = grad_output.new_empty(1).expand(input_shape)
     grad_input, _, _ = torch.ops.aten.convolution_backward(
         grad_output,
-        dummy,
+        point,
         weight,
         None,
         list(layer.stride),

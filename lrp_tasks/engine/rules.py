@@ -245,7 +245,9 @@ class ZPlusRule(_SignSplitRule):
             # z = W⁺a + b⁺ ≥ 0, so stab(z) = z + ε: fold ε into the bias, no extra pass
             a = ctx.input.detach()
             z = ctx.forward(a, w_pos, self._stabilized_bias(ctx, b_pos))
-            return ctx.vjp(w_pos, relevance / z, a).mul_(a)
+            # z is ours: reuse its memory for s (unless autograd is tracking the relevance)
+            s = relevance / z if relevance.requires_grad else torch.div(relevance, z, out=z)
+            return ctx.vjp(w_pos, s, a).mul_(a)
         a_pos, a_neg = self._split(ctx)
         z = ctx.forward(a_pos, w_pos, b_pos)
         if a_neg is not None:
