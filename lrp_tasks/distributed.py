@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ log = logging.getLogger("lrp_tasks.distributed")
 
 Shard = tuple[int, int, int]
 PASSED_ENV = (*TEST_HOOKS, "CUDA_VISIBLE_DEVICES")
+PIPELINE_DEPTH = 2
+"""Shards queued per actor: the next one is ready when the current one is committed."""
 
 
 class ShardsFailedError(RuntimeError):
@@ -156,53 +159,138 @@ def run_shards(
         return _drive(actors, shards, cfg.retries, on_done)
 
 
+class _ActorPool:
+    """Feeds shards to actors, `depth` at a time each, and survives actors dying.
+
+    Ray runs an actor's calls in submission order, so when an actor dies the first of its pending
+    shards is the one that was running: only that shard is charged an attempt; the ones queued
+    behind it are resubmitted free. A dead actor gets no new work until Ray has restarted it (a
+    call to a restarting actor fails at once), which a ``where()`` probe tells."""
+
+    def __init__(self, actors: list[Any], retries: int, depth: int) -> None:
+        self.actors, self.retries, self.depth = actors, retries, depth
+        self.queue: collections.deque[Shard] = collections.deque()
+        self.attempts: collections.Counter[int] = collections.Counter()
+        self.last_actor: dict[int, int] = {}
+        self.in_flight: dict[Any, tuple[int, Shard]] = {}
+        self.pending: list[list[Any]] = [[] for _ in actors]  # per actor, in execution order
+        self.down: set[int] = set()
+        self.probes: dict[Any, int] = {}
+        self.reprobe_at: dict[int, float] = {}
+        self.failures: dict[int, str] = {}
+
+    def submit(self) -> None:
+        while self.queue:
+            free = [i for i in range(len(self.actors)) if i not in self.down and len(self.pending[i]) < self.depth]
+            if not free:
+                return
+            shard = self.queue.popleft()
+            # the least loaded actor; a retried shard goes to another actor when one is free
+            free.sort(key=lambda i: (i == self.last_actor.get(shard[0]), len(self.pending[i])))
+            pick = free[0]
+            self.last_actor[shard[0]] = pick
+            ref = self.actors[pick].explain.remote(*shard)
+            self.in_flight[ref] = (pick, shard)
+            self.pending[pick].append(ref)
+
+    def _probe(self, index: int) -> None:
+        self.probes[self.actors[index].where.remote()] = index
+
+    def actor_died(self, index: int) -> None:
+        """Everything still pending on the actor goes back to the front of the queue, free."""
+        for ref in self.pending[index]:
+            _, shard = self.in_flight.pop(ref)
+            self.queue.appendleft(shard)
+        self.pending[index] = []
+        if index not in self.down:
+            self.down.add(index)
+            self._probe(index)
+
+    def shard_failed(self, shard: Shard, cause: str) -> None:
+        self.attempts[shard[0]] += 1
+        if self.attempts[shard[0]] > self.retries:
+            self.failures[shard[0]] = f"{cause} (after {self.attempts[shard[0]]} attempts)"
+        else:
+            log.warning("shard %s attempt %s failed: %s; retrying", shard[0], self.attempts[shard[0]], cause)
+            self.queue.append(shard)
+
+    def busy(self) -> bool:
+        return bool(self.in_flight) or (bool(self.queue) and bool(self.down))
+
+    def step(self) -> dict[str, Any] | None:
+        """Wait for the next event; returns a committed shard's outcome, or None."""
+        now = time.monotonic()
+        for index, when in list(self.reprobe_at.items()):
+            if when <= now:
+                del self.reprobe_at[index]
+                self._probe(index)
+        waiting = list(self.in_flight) + list(self.probes)
+        if not waiting:
+            time.sleep(0.2)
+            return None
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=0.5)
+        if not ready:
+            return None
+        ref = ready[0]
+        if ref in self.probes:
+            index = self.probes.pop(ref)
+            try:
+                ray.get(ref)
+            except RayActorError:
+                self.reprobe_at[index] = time.monotonic() + 0.5
+            else:
+                self.down.discard(index)
+            self.submit()
+            return None
+        index, shard = self.in_flight[ref]
+        running = self.pending[index][0]  # calls run in submission order
+        try:
+            out = ray.get(ref)
+        except RayActorError as exc:
+            # any of the actor's pending calls may surface first; the one that was running is
+            # charged, the others go back to the queue
+            self.shard_failed(self.in_flight[running][1], _cause(exc))
+            self.in_flight.pop(running)
+            self.pending[index].remove(running)
+            self.actor_died(index)
+            self.submit()
+            return None
+        except RayTaskError as exc:
+            self._finished(ref, index)
+            self.shard_failed(shard, _cause(exc))
+            self.submit()
+            return None
+        self._finished(ref, index)
+        self.submit()
+        return out
+
+    def _finished(self, ref: Any, index: int) -> None:
+        self.in_flight.pop(ref)
+        self.pending[index].remove(ref)
+
+
 def _drive(
     actors: list[Any],
     shards: list[Shard],
     retries: int,
     on_done: Callable[[ShardOutcome, dict[str, Any]], None] | None,
+    depth: int = PIPELINE_DEPTH,
 ) -> list[dict[str, Any]]:
-    queue: collections.deque[Shard] = collections.deque(shards)
-    attempts: collections.Counter[int] = collections.Counter()
-    last_actor: dict[int, int] = {}
-    in_flight: dict[Any, tuple[int, Shard]] = {}
-    idle = list(range(len(actors)))
-    failures: dict[int, str] = {}
+    """Explain all shards on the pool; report each committed shard as it arrives."""
+    pool = _ActorPool(actors, retries, depth)
+    pool.queue.extend(shards)
+    pool.submit()
     results: list[dict[str, Any]] = []
-
-    def submit() -> None:
-        while queue and idle:
-            shard = queue.popleft()
-            # a retried shard goes to another actor when one is free
-            pick = next((i for i in idle if i != last_actor.get(shard[0])), idle[0])
-            idle.remove(pick)
-            last_actor[shard[0]] = pick
-            in_flight[actors[pick].explain.remote(*shard)] = (pick, shard)
-
-    submit()
-    while in_flight:
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
-        ref = ready[0]
-        actor_index, shard = in_flight.pop(ref)
-        idle.append(actor_index)
-        try:
-            out = ray.get(ref)
-        except (RayActorError, RayTaskError) as exc:
-            attempts[shard[0]] += 1
-            cause = _cause(exc)
-            if attempts[shard[0]] > retries:
-                failures[shard[0]] = f"{cause} (after {attempts[shard[0]]} attempts)"
-            else:
-                log.warning("shard %s attempt %s failed: %s; retrying", shard[0], attempts[shard[0]], cause)
-                queue.append(shard)
-        else:
-            results.append(out)
-            if on_done is not None:
-                fields = {k: v for k, v in out.items() if k in ShardOutcome.__dataclass_fields__}
-                on_done(ShardOutcome(**fields), out)
-        submit()
-    if failures:
-        raise ShardsFailedError(failures)
+    while pool.busy():
+        out = pool.step()
+        if out is None:
+            continue
+        results.append(out)
+        if on_done is not None:
+            fields = {k: v for k, v in out.items() if k in ShardOutcome.__dataclass_fields__}
+            on_done(ShardOutcome(**fields), out)
+    if pool.failures:
+        raise ShardsFailedError(pool.failures)
     return results
 
 
