@@ -20,15 +20,11 @@ from .checks import LRP_CONFIG, LRPConfig, ModelCheckError, check_model
 from .composites import Composite
 from .context import LayerContext
 from .explanation import Explanation
-from .layers import CONV_TYPES, NONNEGATIVE_OUTPUT_TYPES, SIGN_PRESERVING_TYPES, has_weight
+from .layers import NONNEGATIVE_OUTPUT_TYPES, SIGN_PRESERVING_TYPES, has_weight
 from .rules import GeneralizedGammaRule, LRPRule, RuleLayerMismatchError
 from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
 
 RelevanceHook = Callable[[Tensor], Tensor]
-FUSABLE_TYPES = (nn.Linear, *CONV_TYPES)
-# Widening a convolution by its companion pays off only for narrow layers, where oneDNN leaves
-# vector lanes idle (measured: 8-16 output channels gain, 64+ break even).
-MAX_WIDENED_OUTPUTS = 32
 
 
 @dataclass
@@ -171,35 +167,10 @@ class LRP:
                     ctx.input, ctx.graph_output = leaf, out
                     a = out.detach()
                 else:
-                    a = self._forward_layer(ctx, rule, a)
+                    a = layer(a)
                 ctx.output = a
                 contexts.append(ctx)
         return ForwardRecord(contexts, a)
-
-    def _forward_layer(self, ctx: LayerContext, rule: LRPRule, a: Tensor) -> Tensor:
-        """layer(a), widened by the rule's companion parameters when it has some (Linear and
-        ungrouped convolutions): one call yields the output and the rule's modified z."""
-        layer = ctx.layer
-        if (
-            not isinstance(layer, FUSABLE_TYPES)
-            or getattr(layer, "groups", 1) != 1
-            or layer.weight.shape[0] > MAX_WIDENED_OUTPUTS
-        ):
-            return layer(a)
-        companion = rule.companion_parameters(ctx)
-        if companion is None:
-            return layer(a)
-
-        def widened() -> tuple[Tensor, Tensor]:
-            weight = layer.weight.detach()
-            bias = layer.bias.detach() if layer.bias is not None else weight.new_zeros(weight.shape[0])
-            return torch.cat([weight, companion[0]]), torch.cat([bias, companion[1]])
-
-        weight, bias = ctx.cached(f"widened:{id(rule)}", widened)
-        both = ctx.forward(a, weight, bias)
-        n = layer.weight.shape[0]
-        ctx.companion_output = both[:, n:]
-        return both[:, :n].contiguous()
 
     def relevance_pass(
         self,

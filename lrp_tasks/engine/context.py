@@ -32,8 +32,6 @@ class LayerContext:
     graph_output: Tensor | None = None
     #: the layer's output is non-negative by construction (ReLU, pooling of non-negatives...)
     output_nonnegative: bool = False
-    #: output of the rule's companion parameters, computed together with the layer's forward
-    companion_output: Tensor | None = None
 
     # -- parameters -------------------------------------------------------------------------
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:

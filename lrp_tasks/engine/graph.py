@@ -251,7 +251,7 @@ class GraphLRP(LRP):
             ctx.input, ctx.graph_output = leaf, out
             out = out.detach()
         else:
-            out = self._forward_layer(ctx, rule, a)
+            out = layer(a)
         ctx.output = out
         return out, NodeRecord(n, out, context=ctx)
 

@@ -78,11 +78,6 @@ class LRPRule:
         """Whether the analyzer must record this layer's forward with autograd for this rule."""
         return self.uses_plain_forward and needs_autograd_record(layer) and not has_weight(layer)
 
-    def companion_parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor] | None:
-        """Modified (weight, bias) whose output the rule will need, so the forward pass computes it
-        in the same call as the layer's own output (one wider convolution instead of two)."""
-        return None
-
     # -- the generic rule -------------------------------------------------------------------
     def modified_parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
         """ρ(W), ρ(b), cached per layer while the parameters are unchanged."""
@@ -233,15 +228,6 @@ class ZPlusRule(_SignSplitRule):
 
         return ctx.cached(f"zplus:{id(self)}", compute)
 
-    def _folds_stabilizer(self, ctx: LayerContext) -> bool:
-        return ctx.input_nonnegative and type(self).modify_denominator is LRPRule.modify_denominator
-
-    def companion_parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor] | None:
-        if not self._folds_stabilizer(ctx):
-            return None
-        w_pos, _, b_pos = self._parameters(ctx)
-        return w_pos, self._stabilized_bias(ctx, b_pos)
-
     def _stabilized_bias(self, ctx: LayerContext, b_pos: Tensor | None) -> Tensor:
         def compute() -> Tensor:
             if b_pos is not None:
@@ -255,12 +241,9 @@ class ZPlusRule(_SignSplitRule):
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         w_pos, w_neg, b_pos = self._parameters(ctx)
-        if self._folds_stabilizer(ctx):
+        if ctx.input_nonnegative and type(self).modify_denominator is LRPRule.modify_denominator:
             # z = W⁺a + b⁺ ≥ 0, so stab(z) = z + ε: fold ε into the bias, no extra pass
             a = ctx.input.detach()
-            if ctx.companion_output is not None:
-                z = ctx.companion_output
-                return ctx.vjp(w_pos, relevance / z, a).mul_(a)
             z = ctx.forward(a, w_pos, self._stabilized_bias(ctx, b_pos))
             # z is ours: reuse its memory for s (unless autograd is tracking the relevance)
             s = relevance / z if relevance.requires_grad else torch.div(relevance, z, out=z)
