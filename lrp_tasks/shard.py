@@ -157,7 +157,10 @@ class ShardExplainer:
                 "storage.crp.layer",
                 f"the model has no layer named {spec.layer!r}; its layers are {self.analyzer.layer_names}",
             )
-        return CRP(self.analyzer, spec.layer, features)
+        try:
+            return CRP(self.analyzer, spec.layer, features)
+        except (TypeError, ValueError) as exc:  # e.g. a graph (non-sequential) model
+            raise self._config_error("storage.crp", str(exc)) from exc
 
     def _probe_crp(self, x: torch.Tensor) -> int:
         """Number of concept maps per sample, checked on the probe sample against the layer's channels."""
