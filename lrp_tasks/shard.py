@@ -214,6 +214,7 @@ class ShardExplainer:
         """The LRP explanation (with layerwise relevances when the config keeps some) and the CRP
         explanation of the first target (None without ``storage.crp``)."""
         x = batch.x.to(self.device)
+        _check_samples(batch)
         expl = self.analyzer.analyze(
             x, self.selection(batch), layerwise_relevances=bool(self.layerwise), seed=self.cfg.seed
         )
@@ -303,6 +304,20 @@ class ShardExplainer:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
+
+
+class SampleError(ValueError):
+    """A sample the model cannot be explained on (NaN or inf values); names the samples."""
+
+
+def _check_samples(batch: Batch) -> None:
+    finite = torch.isfinite(batch.x).flatten(start_dim=1).all(dim=1)
+    if not bool(finite.all()):
+        bad = [batch.ids[i] for i in torch.nonzero(~finite).flatten().tolist()]
+        raise SampleError(
+            f"{len(bad)} sample(s) contain NaN or inf values and cannot be explained: ids {bad[:5]}"
+            + (" ..." if len(bad) > 5 else "")
+        )
 
 
 def _crash_for_tests(output: str, shard_id: int) -> None:

@@ -206,3 +206,21 @@ def test_top_k_target_keeps_k_explanations_per_sample(tmp_path) -> None:
     assert (frame.loc[frame["target_rank"] == 0, "target"] == frame.loc[frame["target_rank"] == 0, "predicted"]).all()
     sums = audit.relevance.values.reshape(SHARD * k, -1).astype(np.float64).sum(axis=1)
     np.testing.assert_allclose(frame["relevance_sum"], sums, rtol=1e-6, atol=1e-9)
+
+
+def test_samples_with_nan_are_refused_by_id_and_nothing_is_committed(tmp_path, monkeypatch) -> None:
+    from lrp_tasks.shard import SampleError
+
+    ex = explainer(tmp_path)
+    real_read = ex.dataset.read
+
+    def read_with_nan(start: int, stop: int):
+        batch = real_read(start, stop)
+        batch.x[1, 0, 2, 3] = float("nan")
+        return batch
+
+    second = real_read(0, BATCH).ids[1]  # the id of the poisoned sample (a digits index)
+    monkeypatch.setattr(ex.dataset, "read", read_with_nan)
+    with pytest.raises(SampleError, match=rf"1 sample\(s\) contain NaN or inf.*ids \['{second}'\]"):
+        ex.explain_shard(0, 0, SHARD)
+    assert open_audit(str(tmp_path / "audit")).committed_shards == set()
