@@ -23,14 +23,17 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from lrp_tasks.config import AuditConfig, RaySpec
-from lrp_tasks.shard import TEST_HOOKS, ShardExplainer, ShardOutcome
+from lrp_tasks.config import AuditConfig, ConfigError, RaySpec
+from lrp_tasks.shard import TEST_HOOKS, SampleError, ShardExplainer, ShardOutcome, TargetError
+from lrp_tasks.store import ShardValidationError
 
 log = logging.getLogger("lrp_tasks.distributed")
 
 Shard = tuple[int, int, int]
 PASSED_ENV = (*TEST_HOOKS, "CUDA_VISIBLE_DEVICES")
 PIPELINE_DEPTH = 2
+DATA_ERRORS = (SampleError, TargetError, ConfigError, ShardValidationError)
+"""Failures that a retry would only repeat: the shard fails at once, naming the cause."""
 """Shards queued per actor: the next one is ready when the current one is committed."""
 
 
@@ -206,9 +209,9 @@ class _ActorPool:
             self.down.add(index)
             self._probe(index)
 
-    def shard_failed(self, shard: Shard, cause: str) -> None:
+    def shard_failed(self, shard: Shard, cause: str, final: bool = False) -> None:
         self.attempts[shard[0]] += 1
-        if self.attempts[shard[0]] > self.retries:
+        if final or self.attempts[shard[0]] > self.retries:
             self.failures[shard[0]] = f"{cause} (after {self.attempts[shard[0]]} attempts)"
         else:
             log.warning("shard %s attempt %s failed: %s; retrying", shard[0], self.attempts[shard[0]], cause)
@@ -257,7 +260,9 @@ class _ActorPool:
             return None
         except RayTaskError as exc:
             self._finished(ref, index)
-            self.shard_failed(shard, _cause(exc))
+            # bad data fails the same way every time: no retry
+            final = isinstance(exc, DATA_ERRORS) or isinstance(getattr(exc, "cause", None), DATA_ERRORS)
+            self.shard_failed(shard, _cause(exc), final=final)
             self.submit()
             return None
         self._finished(ref, index)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -109,3 +110,19 @@ def test_worker_plan_falls_back_to_cpu_and_refuses_impossible_requests():
         plan_workers(RaySpec(workers=1, gpus_per_worker=2), {"CPU": 8.0, "GPU": 1.0})
     with pytest.raises(ClusterResourceError, match="CPU"):
         plan_workers(RaySpec(workers=1, cpus_per_worker=4), {"CPU": 2.0})
+
+
+def test_bad_samples_fail_their_shard_at_once_naming_them(tmp_path):
+    """NaN in the data: no retries (they would fail the same way), the message names the samples."""
+    from lrp_tasks.sources import digits_split
+    from lrp_tasks.sources.digits import digits_arrays
+
+    images, _ = digits_arrays()
+    data = (images[digits_split("test")][:96] / 16.0).astype("float32").reshape(-1, 1, 8, 8)
+    data[70, 0, 3, 3] = float("nan")
+    np.save(tmp_path / "digits.npy", data)
+    config = write_config(tmp_path, dataset={"kind": "array", "path": str(tmp_path / "digits.npy")}, retries=2)
+    proc = run_cli("run", str(config), "--no-progress")
+    assert proc.returncode == 1
+    assert "shard 1" in proc.stderr and "ids ['70']" in proc.stderr and "after 1 attempts" in proc.stderr
+    assert open_audit(str(tmp_path / "audit")).committed_shards == {0}
