@@ -16,28 +16,15 @@ from lrp_tasks.config import ConfigError, parse_config
 from lrp_tasks.engine import CRP, IndexedFeatures, TopK, TopNFeatures
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
+from tests.digits_audit import digits_audit_config
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARD = 48  # samples of shard 0
 BATCH = 32  # two batches per shard: 32 + 16
 
 
 def explainer(tmp_path: Path, **overrides: Any) -> ShardExplainer:
-    cfg: dict[str, Any] = {
-        "name": "shard-test",
-        "output": str(tmp_path / "audit"),
-        "model": {
-            "kind": "builder",
-            "builder": "lrp_tasks.models.digits:build_digits_cnn",
-            "weights": str(ROOT / "models" / "digits_cnn.safetensors"),
-        },
-        "dataset": {"kind": "digits", "split": "test"},
-        "composite": "EpsilonPlusFlat",
-        "shard_size": SHARD,
-        "batch_size": BATCH,
-        "storage": {"keep_input": False},
-    }
-    cfg.update(overrides)
+    settings: dict[str, Any] = {"shard_size": SHARD, "batch_size": BATCH, "storage": {"keep_input": False}}
+    cfg = digits_audit_config(tmp_path / "audit", "shard-test", **{**settings, **overrides})
     return ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
 
 

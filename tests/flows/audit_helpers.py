@@ -12,26 +12,20 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tests.digits_audit import digits_audit_config
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(tmp: Path, name: str = "t", **overrides: Any) -> Path:
-    cfg: dict[str, Any] = {
-        "name": name,
-        "output": str(tmp / "audit"),
-        "model": {
-            "kind": "builder",
-            "builder": "lrp_tasks.models.digits:build_digits_cnn",
-            "weights": str(ROOT / "models" / "digits_cnn.safetensors"),
-        },
-        "dataset": {"kind": "digits", "split": "test"},
-        "composite": "EpsilonPlusFlat",
+    settings: dict[str, Any] = {
         "shard_size": 64,
         "batch_size": 64,
         "ray": {"workers": 2, "cpus_per_worker": 1},
         "retries": 2,
+        **overrides,
     }
-    cfg.update(overrides)
+    cfg = digits_audit_config(tmp / "audit", name, **settings)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
