@@ -91,8 +91,7 @@ class LRP:
         else:
             self.named_layers = list(model.named_children())
         self.model = nn.Sequential(*(layer for _, layer in self.named_layers))
-        self.composite = composite if composite is not None else Composite(name="default: ZeroRule")
-        self.rules = self.composite.assign(self.named_layers)
+        self._assign_rules(composite)
         if not skip_checks:
             check_model(list(named_leaf_layers(model)), config)
             self._check_leaky_relu()
@@ -102,6 +101,11 @@ class LRP:
         self._memos: list[dict] = [{} for _ in self.named_layers]
 
     # -- construction checks ----------------------------------------------------------------
+    def _assign_rules(self, composite: Composite | None) -> None:
+        """The composite's rule for each of ``self.named_layers`` (ZeroRule everywhere by default)."""
+        self.composite = composite if composite is not None else Composite(name="default: ZeroRule")
+        self.rules = self.composite.assign(self.named_layers)
+
     @property
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.named_layers]

@@ -154,8 +154,7 @@ class GraphLRP(LRP):
         self.nodes: list[fx.Node] = list(self.graph_module.graph.nodes)
         self.module_nodes = [n for n in self.nodes if n.op == "call_module"]
         self.named_layers = [(str(n.target), self.graph_module.get_submodule(n.target)) for n in self.module_nodes]
-        self.composite = composite if composite is not None else Composite(name="default: ZeroRule")
-        self.rules = self.composite.assign(self.named_layers)
+        self._assign_rules(composite)
         self._rule_of = {n: r for n, r in zip(self.module_nodes, self.rules, strict=True)}
         self._family: dict[fx.Node, str] = {}
         for n in self.nodes:
