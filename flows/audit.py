@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from flows.progress import Progress
 from flows.report import audit_statistics, markdown_report
+from flows.spray import spray_after_audit
 from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
 from lrp_tasks.distributed import run_shards
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
@@ -84,12 +85,13 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
     # relative paths in a config resolve against the working directory (the repository root for
     # conf/*.yaml and for the deployment, whose pull step sets it)
     check_files(cfg)
-    digest = config_digest(cfg)
+    digest = config_digest(cfg, exclude=("analysis",))  # SpRAy settings do not change the shards
     cfg = audit_config_for_workers(cfg)
     prepared = prepare_store(cfg, digest, fresh)
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
     stats = report(cfg, timing)
+    analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
     return {
         "audit": cfg.name,
         "store": cfg.output,
@@ -98,4 +100,5 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
         "shards_skipped": total - len(prepared["pending"]),
         **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
         **stats,
+        **({"spray": analysis} if analysis is not None else {}),
     }

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from flows import cli_spray
 from lrp_tasks.config import ConfigError, check_files, load_config
 
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate a config and the files it names")
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
+    cli_spray.add_parser(sub)
     return parser
 
 

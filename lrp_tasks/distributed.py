@@ -299,3 +299,32 @@ def _drive(
     return results
 
 
+
+
+@ray.remote
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def map_on_ray(
+    spec: RaySpec, fn: Callable[[Any], Any], items: list[Any], num_cpus: float = 1.0
+) -> tuple[list[Any], dict[Any, str]]:
+    """Run ``fn(item)`` for every item as Ray tasks on the audit's Ray (``spec``: the same address or
+    private local Ray as the audit); returns the results of the items that succeeded, in item order,
+    and ``{item: cause}`` for those that failed. Every task runs to its end even when another fails."""
+    if not items:
+        return [], {}
+    with ray_session(spec):
+        remote = _apply.options(num_cpus=num_cpus, max_retries=0)
+        refs = {remote.remote(fn, item): i for i, item in enumerate(items)}
+        results: dict[int, Any] = {}
+        failures: dict[Any, str] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i = refs[ready[0]]
+            try:
+                results[i] = ray.get(ready[0])
+            except (RayTaskError, RayActorError) as exc:
+                failures[items[i]] = _cause(exc)
+        return [results[i] for i in sorted(results)], failures

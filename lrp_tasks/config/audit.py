@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from .analysis import AnalysisSpec
 from .base import (
     Bool,
     NonEmptyStr,
@@ -145,6 +146,7 @@ class AuditConfig(StrictModel):
     ray: RaySpec = RaySpec()
     retries: NonNegativeInt = 2
     batch_size: PositiveInt = 64
+    analysis: AnalysisSpec | None = Field(default=None, exclude_if=lambda v: v is None)  # left out when unset
 
     @model_validator(mode="after")
     def _preprocessing_fits_dataset(self) -> AuditConfig:

@@ -1,0 +1,293 @@
+"""SpRAy results in the audit store, under ``<audit>/analysis/spray/``::
+
+    spray.json                      the SpRAy config, its digest and the audit snapshot it describes
+    samples/class-000003.parquet    one row per sample of class 3: clusters, layout, distances
+    clusters/class-000003.parquet   one row per (k, cluster): size, distance, score, rank
+    eigenvalues/class-000003.parquet
+    arrays/class-000003.npz         spectral embedding, mean maps per cluster, class mean map
+
+Every file is written to a hidden temporary, fsynced and renamed into place; a class's samples part
+is written last, so its presence (with the current digest in its metadata) means the class is done.
+``pd.read_parquet("<audit>/analysis/spray/samples")`` reads every finished class (pyarrow skips the
+hidden temporaries), ready to join to the summaries on ``sample_index``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lrp_tasks.config.analysis import SpraySpec
+from lrp_tasks.store.durable import atomic_write_bytes
+from lrp_tasks.store.layout import local_path
+
+from .spray import SprayResult
+
+FORMAT = 1
+SPRAY_DIR = ("analysis", "spray")
+MANIFEST = "spray.json"
+METADATA_KEY = b"lrp_audit_spray"
+SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS = "samples", "clusters", "eigenvalues", "arrays"
+
+
+class SprayStoreError(RuntimeError):
+    """The SpRAy results of an audit cannot be used as asked (another config, not a local path...)."""
+
+
+class SprayConfigMismatchError(SprayStoreError):
+    """The audit holds SpRAy results of another config or another audit snapshot; never mixed."""
+
+
+def spray_dir(audit_path: str | os.PathLike[str]) -> Path:
+    local = local_path(str(audit_path))
+    if local is None:
+        raise SprayStoreError(f"SpRAy results are written next to local audits only, not to {audit_path}")
+    return Path(local).joinpath(*SPRAY_DIR)
+
+
+def class_file(cls: int, ext: str) -> str:
+    return f"class-{cls:06d}.{ext}"
+
+
+def spray_identity(spec: SpraySpec, audit_id: str, shards: list[int]) -> dict[str, Any]:
+    """What SpRAy results depend on: the config (minus the class selection) and the audit snapshot."""
+    return {
+        "config": spec.model_dump(mode="json", exclude={"classes"}),
+        "audit_id": audit_id,
+        "committed_shards": sorted(int(s) for s in shards),
+    }
+
+
+def digest_of(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    parts = []
+    old_cfg, new_cfg = old.get("config", {}), new["config"]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if old_cfg.get(key) != new_cfg.get(key):
+            parts.append(f"{key}: {old_cfg.get(key)!r} -> {new_cfg.get(key)!r}")
+    if old.get("audit_id") != new["audit_id"]:
+        parts.append(f"audit_id: {old.get('audit_id')} -> {new['audit_id']}")
+    if old.get("committed_shards") != new["committed_shards"]:
+        parts.append(f"committed shards: {len(old.get('committed_shards') or [])} -> {len(new['committed_shards'])}")
+    return "; ".join(parts) or "unknown"
+
+
+def prepare_root(audit_path: str, identity: dict[str, Any], on_change: str) -> tuple[Path, str]:
+    """Create or check ``analysis/spray``: same digest resumes, another is refused or wiped."""
+    if on_change not in ("refuse", "recompute"):
+        raise ValueError(f"on_change must be 'refuse' or 'recompute', got {on_change!r}")
+    root = spray_dir(audit_path)
+    digest = digest_of(identity)
+    stored = read_manifest(root)
+    if stored is not None and stored.get("digest") != digest:
+        if on_change == "refuse":
+            raise SprayConfigMismatchError(
+                f"{root} holds SpRAy results of another config or audit snapshot "
+                f"({_differences(stored.get('identity', {}), identity)}); rerun with --recompute "
+                "(or analysis.spray.on_change: recompute) to replace them"
+            )
+        wipe(root)
+        stored = None
+    for sub in (SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    if stored is None:
+        body = {"format": FORMAT, "digest": digest, "identity": identity}
+        atomic_write_bytes(str(root / MANIFEST), json.dumps(body, indent=2, sort_keys=True).encode())
+    return root, digest
+
+
+def wipe(root: Path) -> None:
+    """Remove old results: renamed away first, so no reader sees half of them."""
+    if not root.exists():
+        return
+    trash = root.with_name(f".{root.name}.{uuid.uuid4().hex}.tmp")
+    os.replace(root, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def is_done(root: Path, cls: int, digest: str) -> bool:
+    path = root / SAMPLES / class_file(cls, "parquet")
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (FileNotFoundError, pa.ArrowInvalid):
+        return False
+    try:
+        return json.loads(meta.get(METADATA_KEY, b"{}")).get("digest") == digest
+    except ValueError:
+        return False
+
+
+def _parquet_bytes(frame: pd.DataFrame, metadata: dict[str, Any] | None = None) -> bytes:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def sample_frame(cls: int, sample_index: np.ndarray, result: SprayResult, spec: SpraySpec) -> pd.DataFrame:
+    """The per-sample table of one class (same columns for every class of one config)."""
+    n = len(sample_index)
+    rank = result.stats_by_k[result.k].rank
+    columns: dict[str, Any] = {
+        "sample_index": sample_index.astype(np.int64),
+        "class": np.full(n, cls, dtype=np.int64),
+        "cluster": result.labels.astype(np.int64),
+        "cluster_rank": rank[result.labels].astype(np.int64),
+        "k": np.full(n, result.k, dtype=np.int64),
+        "eigengap_k": np.full(n, result.eigengap_k, dtype=np.int64),
+        "distance_to_centre": result.distance.astype(np.float32),
+        "x": (result.layout[:, 0] if result.layout is not None else np.full(n, np.nan)).astype(np.float32),
+        "y": (result.layout[:, 1] if result.layout is not None else np.full(n, np.nan)).astype(np.float32),
+    }
+    for kk in range(spec.k_min, spec.k_max + 1):
+        labels = result.labels_by_k.get(kk)
+        columns[f"cluster_k{kk}"] = labels.astype(np.int64) if labels is not None else np.full(n, -1, np.int64)
+    return pd.DataFrame(columns)
+
+
+def cluster_frame(cls: int, result: SprayResult) -> pd.DataFrame:
+    rows = []
+    for kk, stats in sorted(result.stats_by_k.items()):
+        for c in range(kk):
+            rows.append(
+                {
+                    "class": cls,
+                    "k": kk,
+                    "cluster": c,
+                    "size": int(stats.size[c]),
+                    "distance": float(stats.distance[c]),
+                    "score": float(stats.score[c]),
+                    "rank": int(stats.rank[c]),
+                    "chosen": kk == result.k,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_class(
+    root: Path,
+    cls: int,
+    digest: str,
+    sample_index: np.ndarray,
+    result: SprayResult,
+    spec: SpraySpec,
+    pooled: tuple[int, int],
+) -> None:
+    """Write one class's results; the samples part goes last (it marks the class as done)."""
+    arrays = {
+        "sample_index": sample_index.astype(np.int64),
+        "eigenvalues": result.eigenvalues,
+        "eigenvectors": result.eigenvectors,
+        "class_mean": result.class_mean.reshape(pooled),
+        "pooled_shape": np.asarray(pooled, dtype=np.int64),
+    }
+    for kk, stats in result.stats_by_k.items():
+        arrays[f"mean_maps_k{kk}"] = stats.mean_maps.reshape(kk, *pooled)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(str(root / ARRAYS / class_file(cls, "npz")), buffer.getvalue())
+    eig = pd.DataFrame(
+        {
+            "class": np.full(len(result.eigenvalues), cls, dtype=np.int64),
+            "index": np.arange(len(result.eigenvalues), dtype=np.int64),
+            "eigenvalue": result.eigenvalues.astype(np.float64),
+        }
+    )
+    atomic_write_bytes(str(root / EIGENVALUES / class_file(cls, "parquet")), _parquet_bytes(eig))
+    atomic_write_bytes(str(root / CLUSTERS / class_file(cls, "parquet")), _parquet_bytes(cluster_frame(cls, result)))
+    meta = {"digest": digest, "class": cls, "k": result.k, "eigengap_k": result.eigengap_k}
+    samples = sample_frame(cls, sample_index, result, spec)
+    atomic_write_bytes(str(root / SAMPLES / class_file(cls, "parquet")), _parquet_bytes(samples, meta))
+
+
+def remove_class_temporaries(root: Path, cls: int) -> None:
+    """Temporaries a killed writer of this class left behind (hidden names starting with the file's)."""
+    for sub, ext in ((SAMPLES, "parquet"), (CLUSTERS, "parquet"), (EIGENVALUES, "parquet"), (ARRAYS, "npz")):
+        prefix = f".{class_file(cls, ext)}."
+        directory = root / sub
+        for name in os.listdir(directory) if directory.is_dir() else []:
+            if name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / name)
+
+
+@dataclass
+class SprayResults:
+    """The finished classes of an audit's SpRAy results (see :func:`read_spray`)."""
+
+    root: Path
+    manifest: dict[str, Any]
+    samples: pd.DataFrame
+    clusters: pd.DataFrame
+    eigenvalues: pd.DataFrame
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.manifest["identity"]["config"])
+
+    @property
+    def classes(self) -> list[int]:
+        return sorted(int(c) for c in self.samples["class"].unique())
+
+    def arrays(self, cls: int) -> dict[str, np.ndarray]:
+        """Spectral embedding (``eigenvectors``), ``class_mean`` and ``mean_maps_k<k>`` of a class."""
+        if cls not in self.classes:
+            raise KeyError(f"no finished SpRAy results for class {cls}; finished: {self.classes}")
+        with np.load(self.root / ARRAYS / class_file(cls, "npz")) as data:
+            return {key: data[key] for key in data.files}
+
+    def mean_maps(self, cls: int, k: int | None = None) -> np.ndarray:
+        """``(k, h, w)`` mean pooled map of each cluster (default: the class's chosen k)."""
+        if k is None:
+            k = int(self.samples.loc[self.samples["class"] == cls, "k"].iloc[0])
+        arrays = self.arrays(cls)
+        key = f"mean_maps_k{k}"
+        if key not in arrays:
+            raise KeyError(f"class {cls} has no clustering with k={k}")
+        return arrays[key]
+
+
+def read_spray(audit_path: str | os.PathLike[str]) -> SprayResults:
+    """Read the finished classes of an audit's SpRAy results."""
+    root = spray_dir(audit_path)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise SprayStoreError(f"no SpRAy results in {audit_path} (run `lrp-audit spray {audit_path}`)")
+    digest = manifest["digest"]
+    done = sorted(
+        int(name[len("class-") : -len(".parquet")])
+        for name in os.listdir(root / SAMPLES)
+        if name.startswith("class-") and name.endswith(".parquet")
+    )
+    done = [c for c in done if is_done(root, c, digest)]
+
+    def frame(sub: str) -> pd.DataFrame:
+        paths = [root / sub / class_file(c, "parquet") for c in done]
+        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
+
+    return SprayResults(root, manifest, frame(SAMPLES), frame(CLUSTERS), frame(EIGENVALUES))
