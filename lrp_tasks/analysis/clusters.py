@@ -20,7 +20,8 @@ def kmeans(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nda
     from sklearn.cluster import KMeans
 
     points = row_normalized(embedding[:, :k])
-    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(points)
+    # restarts are cheap for small classes; for large ones three already agree on well-split embeddings
+    model = KMeans(n_clusters=k, n_init=10 if len(points) <= 20_000 else 3, random_state=seed).fit(points)
     labels = model.labels_.astype(np.int64)
     distance = np.linalg.norm(points - model.cluster_centers_[labels], axis=1)
     return labels, distance
@@ -45,15 +46,14 @@ class ClusterStats:
 
 
 def cluster_stats(x: np.ndarray, labels: np.ndarray, k: int) -> ClusterStats:
-    """Statistics of clustering ``labels`` of rows ``x`` (float32 ``(n, d)``), in one pass over x."""
-    n, d = x.shape
+    """Statistics of clustering ``labels`` of rows ``x`` (float32 ``(n, d)``), in one blockwise pass
+    over x (no float64 copy of it)."""
+    n = len(x)
     size = np.bincount(labels, minlength=k).astype(np.int64)
-    sums = np.zeros((k, d), dtype=np.float64)
-    _blockwise_sums(x, labels, sums)
+    sums, squares = _blockwise_sums(x, labels, k)
     mean = sums.sum(axis=0) / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_maps = np.where(size[:, None] > 0, sums / np.maximum(size, 1)[:, None], 0.0)
-    total = float(np.einsum("ij,ij->", x, x, dtype=np.float64) - n * mean @ mean)
+    mean_maps = sums / np.maximum(size, 1)[:, None]
+    total = squares - n * float(mean @ mean)
     diff = mean_maps - mean
     between = size * np.einsum("ij,ij->i", diff, diff)
     norm = float(np.linalg.norm(mean))
@@ -64,12 +64,16 @@ def cluster_stats(x: np.ndarray, labels: np.ndarray, k: int) -> ClusterStats:
     return ClusterStats(size, mean_maps.astype(np.float32), distance, score, rank)
 
 
-def _blockwise_sums(x: np.ndarray, labels: np.ndarray, out: np.ndarray, block: int = 65536) -> None:
-    """Per-label row sums without an (n, d) float64 copy: one-hot matrix products block by block."""
+def _blockwise_sums(x: np.ndarray, labels: np.ndarray, k: int, block: int = 8192) -> tuple[np.ndarray, float]:
+    """Per-label row sums (float64, one-hot products block by block) and the total sum of squares."""
     import scipy.sparse as sp
 
-    k = out.shape[0]
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    squares = 0.0
     for start in range(0, len(x), block):
+        rows = x[start : start + block].astype(np.float64)
         lab = labels[start : start + block]
         onehot = sp.csr_matrix((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
-        out += onehot @ x[start : start + block].astype(np.float64)
+        sums += onehot @ rows
+        squares += float(np.einsum("ij,ij->", rows, rows))
+    return sums, squares

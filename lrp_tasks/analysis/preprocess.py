@@ -56,7 +56,7 @@ def normalize(vectors: np.ndarray, how: str) -> np.ndarray:
     if how == "none":
         return vectors
     if how == "l2":
-        scale = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+        scale = np.sqrt(np.einsum("ij,ij->i", vectors, vectors).astype(np.float64))
     elif how == "max_abs":
         scale = np.abs(vectors).max(axis=1).astype(np.float64)
     else:

@@ -41,6 +41,9 @@ SPRAY_DIR = ("analysis", "spray")
 MANIFEST = "spray.json"
 METADATA_KEY = b"lrp_audit_spray"
 SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS = "samples", "clusters", "eigenvalues", "arrays"
+CRASH_HOOK = "LRP_AUDIT_TEST_SPRAY_CRASH_CLASS"
+"""Test hook: the process writing this class dies (os._exit) just before the class's samples part,
+after its other files: what a kill at the worst moment leaves behind."""
 
 
 class SprayStoreError(RuntimeError):
@@ -220,6 +223,8 @@ def write_class(
     )
     atomic_write_bytes(str(root / EIGENVALUES / class_file(cls, "parquet")), _parquet_bytes(eig))
     atomic_write_bytes(str(root / CLUSTERS / class_file(cls, "parquet")), _parquet_bytes(cluster_frame(cls, result)))
+    if os.environ.get(CRASH_HOOK) == str(cls):
+        os._exit(17)
     meta = {"digest": digest, "class": cls, "k": result.k, "eigengap_k": result.eigengap_k}
     samples = sample_frame(cls, sample_index, result, spec)
     atomic_write_bytes(str(root / SAMPLES / class_file(cls, "parquet")), _parquet_bytes(samples, meta))

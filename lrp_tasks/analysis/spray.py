@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,8 @@ class SprayResult:
     layout: np.ndarray | None
     """``(n, 2)`` or None when ``layout: none``."""
     notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each step (neighbours, eigenpairs, kmeans, layout)."""
 
 
 def spray_maps(rows: np.ndarray, spec: SpraySpec, what: str = "the class") -> SprayResult:
@@ -53,12 +56,23 @@ def spray_maps(rows: np.ndarray, spec: SpraySpec, what: str = "the class") -> Sp
     if isinstance(spec.k, int) and spec.k >= n:
         raise SprayRequestError(f"k={spec.k} clusters requested but {what} has only {n} samples")
     notes: list[str] = []
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = now - clock
+        clock = now
+
     connectivity = knn_connectivity(rows, spec.n_neighbors, spec.exact_knn_max, spec.seed)
     if n > spec.exact_knn_max:
         notes.append(f"{n} samples > exact_knn_max={spec.exact_knn_max}: blocked neighbour search")
     affinity = symmetric_affinity(connectivity)
     del connectivity
+    lap("neighbours")
     eigenvalues, eigenvectors = laplacian_eigenpairs(affinity, spec.n_eigval, spec.seed)
+    lap("eigenpairs")
     m = len(eigenvalues)
     gap_k = eigengap_k(eigenvalues, spec.k_min, spec.k_max)
     k = gap_k if spec.k == "auto" else int(spec.k)
@@ -74,10 +88,12 @@ def spray_maps(rows: np.ndarray, spec: SpraySpec, what: str = "the class") -> Sp
         stats_by_k[kk] = cluster_stats(rows, labels, kk)
         if kk == k:
             distance = dist
-    class_mean = (rows.sum(axis=0, dtype=np.float64) / n).astype(np.float32)
+    class_mean = (stats_by_k[k].mean_maps.T.astype(np.float64) @ stats_by_k[k].size / n).astype(np.float32)
+    lap("kmeans")
     layout = None
     if spec.layout == "tsne":
         layout = tsne_layout(eigenvectors, affinity, labels_by_k[k], spec.layout_max_samples, spec.seed)
+        lap("layout")
     return SprayResult(
         eigenvalues=eigenvalues,
         eigenvectors=eigenvectors.astype(np.float32),
@@ -90,4 +106,5 @@ def spray_maps(rows: np.ndarray, spec: SpraySpec, what: str = "the class") -> Sp
         class_mean=class_mean,
         layout=layout,
         notes=notes,
+        seconds=seconds,
     )

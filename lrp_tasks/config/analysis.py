@@ -41,7 +41,7 @@ class SpraySpec(StrictModel):
     """k-means also runs for every k in ``k_min..k_max``; each gets a column ``cluster_k<k>``."""
     layout: Literal["tsne", "none"] = "tsne"
     """2-D coordinates for plots: t-SNE (scikit-learn) of the spectral embedding."""
-    layout_max_samples: PositiveInt = 10_000
+    layout_max_samples: PositiveInt = 5_000
     """t-SNE is fitted on at most this many samples of a class; the others are placed at the mean of
     their placed graph neighbours (t-SNE's cost grows faster than the rest of SpRAy)."""
     exact_knn_max: PositiveInt = 20_000
