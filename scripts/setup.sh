@@ -22,4 +22,12 @@ if [ "${1:-}" = "--with-zennit" ]; then
   .venv-zennit/bin/python -m pip install -q $TV numpy pillow click
   .venv-zennit/bin/python -m pip install -q --no-deps --ignore-requires-python zennit==1.0.0
 fi
+if [[ " $* " == *" --with-corelay "* ]]; then
+  # CoRelAy 1.0 (the reference SpRAy pipeline) for the eigenvalue cross-check: its own environment,
+  # so its pins never touch the project's; the cross-check hands it arrays, not the project.
+  if [ ! -x .venv-corelay/bin/python ]; then
+    "$PY" -m venv .venv-corelay
+  fi
+  .venv-corelay/bin/python -m pip install -q corelay==1.0.0
+fi
 echo "set-up done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
