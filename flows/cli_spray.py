@@ -45,7 +45,7 @@ def cmd_spray(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from flows.spray import SprayFailedError, audit_ray_spec, audit_spray_spec, spray
-    from lrp_tasks.analysis import SprayRequestError, SpraySpec, SprayStoreError
+    from lrp_tasks.analysis import SprayRequestError, SpraySpec, SprayStoreError, plan_spray
     from lrp_tasks.store import AuditStoreError
 
     try:
@@ -56,12 +56,16 @@ def cmd_spray(args: argparse.Namespace) -> int:
                 updates[key] = getattr(args, key)
         spec = SpraySpec.model_validate({**base.model_dump(mode="json"), **updates})
         ray_spec = audit_ray_spec(args.audit)
+        on_change = "recompute" if args.recompute else "refuse"
         if args.ray_address:
             ray_spec = ray_spec.model_copy(update={"address": args.ray_address})
+        # bad requests (unknown class, k too large, no shards, another config) fail here, before a
+        # Prefect server or Ray starts; planning again inside the flow is idempotent
+        plan_spray(args.audit, spec, on_change)
         result = spray(
             audit_path=args.audit,
             spec=spec,
-            on_change="recompute" if args.recompute else "refuse",
+            on_change=on_change,
             ray=ray_spec,
             use_ray=not args.no_ray,
         )
