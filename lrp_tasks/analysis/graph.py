@@ -25,16 +25,23 @@ EIGSH_TOL = 1e-10
 third more iterations for digits nobody reads)."""
 
 
+WORKING_MEMORY_MIB = 128
+"""scikit-learn computes distances in chunks of this size (its default, 1 GiB, would be the largest
+single allocation of the whole analysis)."""
+
+
 def knn_connectivity(x: np.ndarray, n_neighbors: int, exact_max: int, seed: int = 0) -> sp.csr_matrix:
     """Directed kNN graph (row i: the ``n_neighbors`` nearest other samples of i), ones as values."""
+    from sklearn import config_context
     from sklearn.neighbors import kneighbors_graph
 
     n = len(x)
     k = min(n_neighbors, n - 1)
-    if n <= exact_max:
-        graph = kneighbors_graph(x, k, mode="connectivity", include_self=False)
-        return graph.tocsr().astype(np.float64)
-    return _blocked_knn(x, k, seed)
+    with config_context(working_memory=WORKING_MEMORY_MIB):
+        if n <= exact_max:
+            graph = kneighbors_graph(x, k, mode="connectivity", include_self=False)
+            return graph.tocsr().astype(np.float64)
+        return _blocked_knn(x, k, seed)
 
 
 def _blocked_knn(x: np.ndarray, k: int, seed: int, block: int = BLOCK, probes: int = PROBES) -> sp.csr_matrix:
