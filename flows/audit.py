@@ -13,9 +13,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from flows.progress import Progress
-from flows.report import audit_statistics, markdown_report
+from flows.report import audit_statistics, faithfulness_markdown, markdown_report
 from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
 from lrp_tasks.distributed import run_shards
+from lrp_tasks.sanity import run_efficient_mprt
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 
@@ -64,8 +65,17 @@ def report(cfg: AuditConfig, timing: dict[str, Any]) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
     shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
-    create_markdown_artifact(markdown_report(cfg.name, cfg.output, stats, shown), key=f"audit-{_key(cfg.name)}")
+    markdown = markdown_report(cfg.name, cfg.output, stats, shown) + faithfulness_markdown(
+        audit_dir.summaries, audit_dir.attrs
+    )
+    create_markdown_artifact(markdown, key=f"audit-{_key(cfg.name)}")
     return stats
+
+
+@task(name="sanity-check")
+def sanity_check(cfg: AuditConfig) -> dict[str, Any] | None:
+    """Efficient MPRT on a sample subset, recorded in the store attributes (metrics.efficient_mprt)."""
+    return run_efficient_mprt(cfg)
 
 
 def _key(name: str) -> str:
@@ -89,6 +99,8 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
     prepared = prepare_store(cfg, digest, fresh)
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
+    if cfg.metrics.efficient_mprt is not None:
+        sanity_check(cfg)
     stats = report(cfg, timing)
     return {
         "audit": cfg.name,
