@@ -6,8 +6,9 @@
    baseline, logits, no normalisation, 2×2 patches. Models: a LeNet (1×28×28, the model of Quantus's
    tutorials) and the engine benchmark's seed CNN (3×32×32). "forward only" runs the model on the same
    number of inputs (samples × 101) in our batch size: the floor no implementation can go below.
-2. The demo audit's total time (``lrp-audit run``, fresh store, same machine) with the metrics of
-   conf/demo.yaml and with the ``metrics:`` section removed, alternating (needs the project's .venv).
+2. The cost of the metrics of conf/demo.yaml: the shard task alone over the whole demo dataset (in
+   process, no Ray or Prefect) and the demo audit's total time (``lrp-audit run``, fresh store), each
+   with those metrics and with the ``metrics:`` section removed, alternating (needs the project's .venv).
 
     PYTHONPATH=. .venv-quantus/bin/python benchmarks/metrics.py --only perturbation
     .venv/bin/python benchmarks/metrics.py --only audit [--audit-rounds 2]
@@ -123,6 +124,37 @@ def perturbation(name: str, samples: int, steps: int, threads: int, repeats: int
         print("  (quantus not importable: run with .venv-quantus/bin/python for the comparison)")
 
 
+def shard_task_times(rounds: int, config: Path, threads: int) -> None:
+    """The shard task alone (no Ray, no Prefect) over the whole dataset, with and without metrics."""
+    import yaml
+
+    from lrp_tasks.config import parse_config
+    from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+
+    torch.set_num_threads(threads)
+    data = yaml.safe_load(config.read_text())
+    data["model"]["weights"] = str(ROOT / data["model"]["weights"])
+    with tempfile.TemporaryDirectory() as tmp:
+        explainers = {}
+        for name, metrics in (("without metrics", {}), ("with metrics", data.get("metrics") or {})):
+            cfg = {**data, "metrics": metrics, "output": str(Path(tmp) / name.replace(" ", "-"))}
+            explainers[name] = ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+
+        def run(ex: ShardExplainer) -> None:
+            for shard_id, start, stop in ex.store.plan:
+                part = ex.store.layout.part_path(shard_id)
+                if os.path.exists(part):  # uncommit, so that every repeat does the same work
+                    os.unlink(part)
+                ex.explain_shard(shard_id, start, stop)
+
+        times = interleaved({name: (lambda ex=ex: run(ex)) for name, ex in explainers.items()}, rounds)
+        n = len(next(iter(explainers.values())).dataset)
+        base, full = (statistics.median(t) for t in times.values())
+        print(f"shard task over the {n} samples of {config.name} ({threads} thread(s), median of {rounds}): "
+              f"without metrics {base:.2f} s ({n / base:.0f} samples/s), with metrics {full:.2f} s "
+              f"({n / full:.0f} samples/s): metrics add {full - base:.2f} s ({full / base:.2f}×)")
+
+
 def audit_times(rounds: int, config: Path) -> None:
     import yaml
 
@@ -144,6 +176,7 @@ def audit_times(rounds: int, config: Path) -> None:
         times: dict[str, list[float]] = {name: [] for name in variants}
         env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "RAY_USAGE_STATS_ENABLED": "0"}
         env.setdefault("PREFECT_HOME", str(Path(tmp) / "prefect"))
+        env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         for _ in range(rounds):
             for name, path in variants.items():
                 out = Path(tmp) / "audit"
@@ -181,6 +214,7 @@ def main() -> None:
         if importlib.util.find_spec("prefect") is None:
             print("audit timing skipped: prefect not importable (run with .venv/bin/python)")
         else:
+            shard_task_times(args.audit_rounds + 1, args.config, args.threads)
             audit_times(args.audit_rounds, args.config)
 
 

@@ -33,7 +33,8 @@ def _f(name: str, typ: pa.DataType) -> pa.Field:
 
 
 #: The Parquet schema of the summaries; ``pa.Table.from_pandas(df, schema=SUMMARY_SCHEMA)`` pins dtypes.
-#: No column may be null (a missing label is -1, an undefined statistic is NaN).
+#: No column may be null (a missing label is -1, an undefined statistic is NaN), except the faithfulness
+#: columns (:data:`METRIC_COLUMNS`), which the audit writes as NaN when not computed.
 SUMMARY_SCHEMA: pa.Schema = pa.schema(
     [
         _f("sample_index", pa.int64()),  # position in the dataset, 0..N-1 (== zarr row)
@@ -58,7 +59,9 @@ SUMMARY_SCHEMA: pa.Schema = pa.schema(
         _f("audit_id", pa.string()),
         _f("explained_at", pa.timestamp("us", tz="UTC")),
         # Faithfulness (lrp_tasks.metrics): AOPC per order and MoRF − random, NaN when not configured.
-        *(_f(name, pa.float64()) for name in METRIC_COLUMNS),
+        # The only nullable columns: parts written before they existed read back as null (NaN in pandas),
+        # and pa.Table.from_pandas turns their NaN into nulls.
+        *(pa.field(name, pa.float64(), nullable=True) for name in METRIC_COLUMNS),
     ]
 )
 
