@@ -53,8 +53,18 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
 def lenet() -> nn.Sequential:
     """LeNet for 1×28×28 inputs (the layout of quantus.helpers.model.models.LeNet)."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        nn.Conv2d(1, 6, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(256, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
     ).eval()
 
 
@@ -93,14 +103,25 @@ def perturbation(name: str, samples: int, steps: int, threads: int, repeats: int
 
         warnings.simplefilter("ignore")
         metric = quantus.RegionPerturbation(
-            patch_size=2, order="morf", regions_evaluation=steps, abs=False, normalise=False,
-            perturb_baseline="black", disable_warnings=True,
+            patch_size=2,
+            order="morf",
+            regions_evaluation=steps,
+            abs=False,
+            normalise=False,
+            perturb_baseline="black",
+            disable_warnings=True,
         )
         xn, an, yn = x.numpy(), relevance.numpy(), target.numpy()
 
         def run_quantus() -> object:
             return metric(
-                model=model, x_batch=xn, y_batch=yn, a_batch=an, softmax=False, channel_first=True, device="cpu",
+                model=model,
+                x_batch=xn,
+                y_batch=yn,
+                a_batch=an,
+                softmax=False,
+                channel_first=True,
+                device="cpu",
                 batch_size=samples,
             )
 
@@ -113,8 +134,10 @@ def perturbation(name: str, samples: int, steps: int, threads: int, repeats: int
         fn()  # warm-up
     times = interleaved(fns, repeats)
     shape = "×".join(str(s) for s in x.shape[1:])
-    print(f"region perturbation, {name} ({shape}): {samples} samples, 2×2 patches, {steps} steps, MoRF, "
-          f"{threads} thread(s), {repeats} round-robin repeats (median)")
+    print(
+        f"region perturbation, {name} ({shape}): {samples} samples, 2×2 patches, {steps} steps, MoRF, "
+        f"{threads} thread(s), {repeats} round-robin repeats (median)"
+    )
     rate = {fn: samples / statistics.median(t) for fn, t in times.items()}
     for fn, r in rate.items():
         print(f"  {fn:<13} {r:10.1f} samples/s   ({statistics.median(times[fn]):.3f} s per call)")
@@ -150,9 +173,11 @@ def shard_task_times(rounds: int, config: Path, threads: int) -> None:
         times = interleaved({name: (lambda ex=ex: run(ex)) for name, ex in explainers.items()}, rounds)
         n = len(next(iter(explainers.values())).dataset)
         base, full = (statistics.median(t) for t in times.values())
-        print(f"shard task over the {n} samples of {config.name} ({threads} thread(s), median of {rounds}): "
-              f"without metrics {base:.2f} s ({n / base:.0f} samples/s), with metrics {full:.2f} s "
-              f"({n / full:.0f} samples/s): metrics add {full - base:.2f} s ({full / base:.2f}×)")
+        print(
+            f"shard task over the {n} samples of {config.name} ({threads} thread(s), median of {rounds}): "
+            f"without metrics {base:.2f} s ({n / base:.0f} samples/s), with metrics {full:.2f} s "
+            f"({n / full:.0f} samples/s): metrics add {full - base:.2f} s ({full / base:.2f}×)"
+        )
 
 
 def audit_times(rounds: int, config: Path) -> None:
@@ -180,7 +205,17 @@ def audit_times(rounds: int, config: Path) -> None:
         for _ in range(rounds):
             for name, path in variants.items():
                 out = Path(tmp) / "audit"
-                cmd = [sys.executable, "-m", "flows", "run", str(path), "--fresh", "--output", str(out), "--no-progress"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "flows",
+                    "run",
+                    str(path),
+                    "--fresh",
+                    "--output",
+                    str(out),
+                    "--no-progress",
+                ]
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
                 seconds = time.perf_counter() - start
@@ -188,11 +223,15 @@ def audit_times(rounds: int, config: Path) -> None:
                     raise SystemExit(f"{name}: lrp-audit run failed\n{proc.stderr[-3000:]}")
                 result = json.loads(proc.stdout[proc.stdout.index("{") :])
                 times[name].append(seconds)
-                print(f"  {name:<16} total {seconds:6.1f} s, explaining {result['seconds']:.1f} s "
-                      f"({result['samples_per_second']:.0f} samples/s)")
+                print(
+                    f"  {name:<16} total {seconds:6.1f} s, explaining {result['seconds']:.1f} s "
+                    f"({result['samples_per_second']:.0f} samples/s)"
+                )
         base, full = (statistics.median(times[n]) for n in variants)
-        print(f"demo audit total (median of {rounds}): without metrics {base:.1f} s, with metrics {full:.1f} s "
-              f"(+{full - base:.1f} s, {full / base:.2f}×)")
+        print(
+            f"demo audit total (median of {rounds}): without metrics {base:.1f} s, with metrics {full:.1f} s "
+            f"(+{full - base:.1f} s, {full / base:.2f}×)"
+        )
 
 
 def main() -> None:

@@ -76,11 +76,16 @@ def sanity_lines(attrs: dict[str, Any]) -> list[str]:
     record = (attrs.get("sanity_checks") or {}).get("efficient_mprt")
     if not record:
         return []
+
+    def num(key: str, spec: str = ".4g") -> str:
+        value = record.get(key)
+        return "n/a" if value is None else format(value, spec)
+
     return [
         f"Efficient MPRT on {record['samples']} samples (seed {record['seed']}, {record['n_bins']} bins): "
-        f"relative complexity rise mean {record['score_mean']:.4g}, median {record['score_median']:.4g}; "
-        f"explanations more complex for the randomised model on {record['share_complexity_rises']:.1%} of samples "
-        f"(entropy {record['complexity_trained_mean']:.4g} trained vs {record['complexity_randomized_mean']:.4g} random)"
+        f"relative complexity rise mean {num('score_mean')}, median {num('score_median')}; "
+        f"explanations more complex for the randomised model on {num('share_complexity_rises', '.1%')} of "
+        f"samples (entropy {num('complexity_trained_mean')} trained vs {num('complexity_randomized_mean')} random)"
     ]
 
 
@@ -104,8 +109,11 @@ def faithfulness_markdown(summaries: pd.DataFrame, attrs: dict[str, Any]) -> str
                 else:
                     cells.append(f"{value:.4g}")
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "AOPC: mean drop of the explained logit over steps 0..L; MoRF>random: share of samples whose "
-                  "most-relevant-first AOPC exceeds the random-order AOPC."]
+        lines += [
+            "",
+            "AOPC: mean drop of the explained logit over steps 0..L; MoRF>random: share of samples whose "
+            "most-relevant-first AOPC exceeds the random-order AOPC.",
+        ]
     if sanity:
         lines += ["", *sanity]
     return "\n".join(lines)

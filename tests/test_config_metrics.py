@@ -36,8 +36,16 @@ def test_metrics_are_off_by_default_and_settings_have_defaults(tmp_path) -> None
 BAD = [
     ({"region_perturbation": {"steps": 0}}, "metrics.region_perturbation.steps", "greater than 0"),
     ({"region_perturbation": {}}, "metrics.region_perturbation.steps", "required field is missing"),
-    ({"region_perturbation": {"steps": 4, "patch_size": 0}}, "metrics.region_perturbation.patch_size", "greater than 0"),
-    ({"region_perturbation": {"steps": 4, "orders": ["morf", "best"]}}, "metrics.region_perturbation.orders[1]", "'morf', 'lerf' or 'random'"),
+    (
+        {"region_perturbation": {"steps": 4, "patch_size": 0}},
+        "metrics.region_perturbation.patch_size",
+        "greater than 0",
+    ),
+    (
+        {"region_perturbation": {"steps": 4, "orders": ["morf", "best"]}},
+        "metrics.region_perturbation.orders[1]",
+        "'morf', 'lerf' or 'random'",
+    ),
     ({"region_perturbation": {"steps": 4, "orders": []}}, "metrics.region_perturbation.orders", "at least one order"),
     (
         {"region_perturbation": {"steps": 4, "orders": ["morf", "morf"]}},
@@ -45,7 +53,11 @@ BAD = [
         "must not repeat: morf",
     ),
     ({"pixel_flipping": {"steps": 4, "baseline": "white"}}, "metrics.pixel_flipping.baseline", "'uniform'"),
-    ({"pixel_flipping": {"steps": 4, "patch_size": 2}}, "metrics.pixel_flipping.patch_size", "unknown key 'patch_size'"),
+    (
+        {"pixel_flipping": {"steps": 4, "patch_size": 2}},
+        "metrics.pixel_flipping.patch_size",
+        "unknown key 'patch_size'",
+    ),
     ({"pixel_flipping": {"steps": 4, "seed": -1}}, "metrics.pixel_flipping.seed", "greater than or equal to 0"),
     ({"pixel_flipping": {"steps": True}}, "metrics.pixel_flipping.steps", "valid integer"),
     ({"efficient_mprt": {"n_bins": 1}}, "metrics.efficient_mprt.n_bins", "greater than or equal to 2"),

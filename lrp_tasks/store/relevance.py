@@ -151,7 +151,7 @@ def array_plan(spec: AuditSpec) -> dict[str, dict[str, Any]]:
             "fill_value": float("nan"),
             "dims": ("sample", *kdims, *(f"{name}.{d}" for d in sample_dim_names(layer_shape))),
         }
-    for name, points in spec.metrics.items():
+    for name in spec.metrics:
         plan[metric_key(name)] = {
             "shape": (n, *spec.metric_row_shape(name)),
             "dtype": "float32",

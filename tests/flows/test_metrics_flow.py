@@ -48,8 +48,14 @@ def test_faithfulness_table_has_mean_aopcs_and_the_share_of_morf_beating_random_
     attrs = {
         "sanity_checks": {
             "efficient_mprt": {
-                "samples": 16, "seed": 1, "n_bins": 10, "score_mean": 0.25, "score_median": 0.2,
-                "share_complexity_rises": 0.75, "complexity_trained_mean": 1.0, "complexity_randomized_mean": 1.25,
+                "samples": 16,
+                "seed": 1,
+                "n_bins": 10,
+                "score_mean": 0.25,
+                "score_median": 0.2,
+                "share_complexity_rises": 0.75,
+                "complexity_trained_mean": 1.0,
+                "complexity_randomized_mean": 1.25,
             }
         }
     }

@@ -50,7 +50,13 @@ def main(src: str, dst: str) -> None:
         else:
             metric = quantus.PixelFlipping(features_in_step=1, **common)
         curves = metric(
-            model=model, x_batch=x, y_batch=y, a_batch=a, softmax=False, channel_first=True, device="cpu",
+            model=model,
+            x_batch=x,
+            y_batch=y,
+            a_batch=a,
+            softmax=False,
+            channel_first=True,
+            device="cpu",
             batch_size=len(x),
         )
         out[job["key"]] = np.asarray(curves, dtype=np.float64)

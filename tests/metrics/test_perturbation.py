@@ -89,14 +89,14 @@ def check_against_naive(model, x, rel, target, rp: RegionPerturbation, keys) -> 
             np.testing.assert_allclose(got[s].numpy(), want, rtol=1e-12, atol=1e-12, err_msg=f"{order} sample {s}")
 
 
-@pytest.mark.parametrize("patch_size,steps", [(1, 64), (2, 16), (3, 9), (4, 4)])
+@pytest.mark.parametrize("patch_size,steps", [(1, 20), (2, 16), (3, 9), (4, 4)])
 @pytest.mark.parametrize("baseline", ["black", "mean", "uniform"])
 def test_batched_curves_equal_the_naive_reference_on_digits(patch_size, steps, baseline) -> None:
     model = digits_model()
-    x, rel = digits_inputs(6)
+    x, rel = digits_inputs(4)
     target = model(x).argmax(1)
     rp = RegionPerturbation(patch_size, steps, ("morf", "lerf", "random"), baseline, seed=3, batch_size=37)
-    check_against_naive(model, x, rel, target, rp, keys=np.arange(100, 106))
+    check_against_naive(model, x, rel, target, rp, keys=np.arange(100, 104))
 
 
 @pytest.mark.parametrize("patch_size", [1, 3, 4])
@@ -129,7 +129,9 @@ def test_curves_do_not_depend_on_the_batching_or_the_order_list() -> None:
     full = RegionPerturbation(2, 16, ("morf", "lerf", "random"), "uniform", seed=7, batch_size=4096)
     whole = full.curves(model, x, rel, target, keys=keys)
     small = RegionPerturbation(2, 16, ("random",), "uniform", seed=7, batch_size=5)
-    halves = [small.curves(model, x[i : i + 3], rel[i : i + 3], target[i : i + 3], keys=keys[i : i + 3]) for i in (0, 3)]
+    halves = [
+        small.curves(model, x[i : i + 3], rel[i : i + 3], target[i : i + 3], keys=keys[i : i + 3]) for i in (0, 3)
+    ]
     torch.testing.assert_close(torch.cat([h["random"] for h in halves]), whole["random"][:6], rtol=1e-12, atol=1e-12)
     other_seed = RegionPerturbation(2, 16, ("random",), "uniform", seed=8).curves(model, x, rel, target, keys=keys)
     assert not torch.equal(other_seed["random"], whole["random"])

@@ -41,7 +41,11 @@ def quantus_curves(tmp_path: Path, model: str, weights: Path, x, a, y, jobs: lis
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [str(QUANTUS_PYTHON), str(Path(__file__).with_name("quantus_reference.py")), str(src), str(dst)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = dict(np.load(dst))
