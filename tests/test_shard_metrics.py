@@ -178,3 +178,15 @@ def test_a_shard_killed_after_its_zarr_write_is_redone_and_its_metrics_counted_o
     for name, curves in ref["curves"].items():
         np.testing.assert_array_equal(mine["curves"][name], curves)
     np.testing.assert_array_equal(mine["relevance"], ref["relevance"])
+
+
+def test_parts_written_before_the_metric_columns_read_back_as_nan(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    ex = explainer(tmp_path, metrics={})
+    ex.explain_shard(0, 0, SHARD)
+    part = Path(ex.store.layout.part_path(0))
+    old = pq.read_table(part).drop_columns(list(METRIC_COLUMNS))  # a part of an audit from before metrics
+    pq.write_table(old, part)
+    frame = open_audit(str(tmp_path / "audit")).summaries
+    assert len(frame) == SHARD and all(frame[c].isna().all() and frame[c].dtype == np.float64 for c in METRIC_COLUMNS)

@@ -181,7 +181,7 @@ class RegionPerturbation:
         target = torch.as_tensor(target, device=xs.device).reshape(-1).long()
         if target.shape[0] != m:
             raise ValueError(f"target must have {m} entries, got {target.shape[0]}")
-        self.check_fits(xs.shape[1:] if not squeeze else xs.shape[2:])
+        self.check_fits(xs.shape[1:])
         key_arr = _keys(keys, m)
         ranks = torch.stack([self.pixel_ranks(rel, order, key_arr) for order in self.orders])  # (O, m, 1, H, W)
         base = self.baseline_values(xs, key_arr).expand_as(xs)
