@@ -22,9 +22,22 @@ if [ "${1:-}" = "--with-zennit" ]; then
   .venv-zennit/bin/python -m pip install -q $TV numpy pillow click
   .venv-zennit/bin/python -m pip install -q --no-deps --ignore-requires-python zennit==1.0.0
 fi
-if [[ " $* " == *" --with-corelay "* ]]; then
+if [ "${1:-}" = "--with-zennit" ] || [ "${1:-}" = "--with-quantus" ]; then
+  # Quantus 0.6 (reference for region perturbation / pixel flipping) pulls opencv, scikit-image and
+  # matplotlib; it gets its own environment with the project's torch pin (it needs no torchvision).
+  # Its dependencies are installed with the headless OpenCV (plain opencv-python needs libGL).
+  # --with-zennit (the README's test command) creates it too, so CI runs the cross-check.
+  if [ ! -x .venv-quantus/bin/python ]; then
+    "$PY" -m venv .venv-quantus
+  fi
+  .venv-quantus/bin/python -m pip install -q -c constraints.txt torch numpy pandas opencv-python-headless \
+    scikit-image scikit-learn scipy tqdm matplotlib cachetools safetensors
+  .venv-quantus/bin/python -m pip install -q --no-deps quantus==0.6.0
+fi
+if [ "${1:-}" = "--with-zennit" ] || [[ " $* " == *" --with-corelay "* ]]; then
   # CoRelAy 1.0 (the reference SpRAy pipeline) for the eigenvalue cross-check: its own environment,
   # so its pins never touch the project's; the cross-check hands it arrays, not the project.
+  # --with-zennit (the README's test command) creates it too, so CI runs the cross-check.
   if [ ! -x .venv-corelay/bin/python ]; then
     "$PY" -m venv .venv-corelay
   fi

@@ -23,6 +23,7 @@ from .base import (
 )
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .metrics import MetricsSpec
 from .model_spec import ModelSpec
 
 # -- target ---------------------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class AuditConfig(StrictModel):
     ray: RaySpec = RaySpec()
     retries: NonNegativeInt = 2
     batch_size: PositiveInt = 64
+    metrics: MetricsSpec = MetricsSpec()
     analysis: AnalysisSpec | None = Field(default=None, exclude_if=lambda v: v is None)  # left out when unset
 
     @model_validator(mode="after")
