@@ -10,3 +10,18 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lrp-audit-prefect
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def pytest_configure(config) -> None:  # noqa: ANN001
+    config.addinivalue_line(
+        "markers",
+        "requires_tool(*names, install=None): needs a system executable; skips where absent, fails with CI=true",
+    )
+
+
+def pytest_runtest_setup(item) -> None:  # noqa: ANN001
+    """Before any fixture: a test marked ``requires_tool`` skips (or fails in CI) without its tool."""
+    from tests.system_tools import require_tool
+
+    for mark in item.iter_markers("requires_tool"):
+        require_tool(*mark.args, install=mark.kwargs.get("install"))
