@@ -164,7 +164,8 @@ def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str
         if not ok:
             noun = "file" if what == "file" else "folder"
             state = f"is not a {noun}" if resolved.exists() else "not found"
-            errors.append(FieldError(field, f"{noun} {state}: {path} (resolved to {resolved.absolute()})"))
+            where = os.path.normpath(resolved.absolute())
+            errors.append(FieldError(field, f"{noun} {state}: {path} (resolved to {where})"))
     if errors:
         raise ConfigError(source, errors)
 
@@ -176,12 +177,11 @@ def resolve_paths(cfg: AuditConfig, root: str | Path | None = None) -> AuditConf
     base = Path(root) if root is not None else Path.cwd()
 
     def absolute(path: str | None) -> str | None:
-        return path if path is None or is_url(path) else str(resolve_path(path, base).absolute())
+        return path if path is None or is_url(path) else os.path.normpath(resolve_path(path, base).absolute())
 
     model = cfg.model
     if isinstance(model, BuilderModelSpec):
         module_dir = absolute(model.module_dir or ".")
-        module_dir = None if module_dir is None else os.path.normpath(module_dir)
         model = model.model_copy(update={"weights": absolute(model.weights), "module_dir": module_dir})
     else:
         model = model.model_copy(update={"path": absolute(model.path)})
