@@ -12,14 +12,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def pytest_configure(config) -> None:  # noqa: ANN001
+def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
         "requires_tool(*names, install=None): needs a system executable; skips where absent, fails with CI=true",
     )
 
 
-def pytest_runtest_setup(item) -> None:  # noqa: ANN001
+def pytest_runtest_setup(item) -> None:
     """Before any fixture: a test marked ``requires_tool`` skips (or fails in CI) without its tool."""
     from tests.system_tools import require_tool
 

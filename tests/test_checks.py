@@ -103,5 +103,5 @@ def test_prepare_audit_is_the_store_preparation_of_a_run(tmp_path) -> None:
     more_workers = cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"workers": 5})})
     assert audit_digest(more_workers) == audit_digest(cfg)
     prepare_audit(more_workers, store_mode="resume")  # resumes: execution settings are not in the digest
-    with pytest.raises(ConfigError, match="audit config 'checks': target.k"):
+    with pytest.raises(ConfigError, match=r"audit config 'checks': target\.k"):
         prepare_audit(parse_config(digits_audit_config(tmp_path / "a2", "checks", target={"kind": "top_k", "k": 12})))

@@ -90,7 +90,11 @@ def supplied_project(tmp_path: Path, shipped: Path) -> Path:
 def lrp_audit(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flows", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout, env={**os.environ},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ},
     )
 
 

@@ -29,4 +29,3 @@ def test_present_tool_is_found_among_alternatives(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CI", "true")
     python = require_tool(ABSENT, "python")  # the virtualenv's bin dir is searched first
     assert find_tool("python") == python and python.startswith(sys.prefix)
-

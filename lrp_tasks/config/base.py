@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-
 # What the parameters shared by many rule and preset specs mean: one wording for each, used as the
 # JSON-schema description (the Prefect UI form's help text) wherever a field has none of its own.
 COMMON_FIELD_DOCS = {

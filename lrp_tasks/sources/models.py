@@ -82,9 +82,7 @@ def import_builder(target: str, search_dir: str | Path | None = None) -> Any:
         with _searching(Path(search_dir) if search_dir is not None else None):
             obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ModelLoadError(
-            f"cannot import the builder module {module_name!r} (looked in {where}): {exc}"
-        ) from None
+        raise ModelLoadError(f"cannot import the builder module {module_name!r} (looked in {where}): {exc}") from None
     except Exception as exc:  # the module itself raised while importing: one line, not a traceback
         raise ModelLoadError(
             f"importing the builder module {module_name!r} failed: {type(exc).__name__}: {exc}"
@@ -185,9 +183,7 @@ def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedMode
         with _searching(search_dir):  # a builder may import siblings of its module when called
             module = builder(**spec.kwargs)
     except Exception as exc:
-        raise ModelLoadError(
-            f"builder {spec.builder}(**{spec.kwargs}) failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ModelLoadError(f"builder {spec.builder}(**{spec.kwargs}) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"builder {spec.builder} returned {type(module).__name__}, not a torch.nn.Module")
     call = f"{spec.builder}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())})"

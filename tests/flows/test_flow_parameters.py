@@ -19,8 +19,9 @@ def test_typed_config_wins_over_a_default_config_path(tmp_path: Path, monkeypatc
     cfg = parse_config(digits_audit_config(tmp_path / "out", "form"))
     chosen, root, source, notes = audit_parameters(cfg, "conf/demo.yaml")
     assert chosen is cfg and root == tmp_path  # relative paths of a form: the working directory
-    assert "form" in source and notes == ["both config and config_path given: running the config parameter, "
-                                          "ignoring conf/demo.yaml"]
+    assert "form" in source and notes == [
+        "both config and config_path given: running the config parameter, ignoring conf/demo.yaml"
+    ]
     assert audit_parameters(cfg, None, base_dir=str(tmp_path / "b"))[1] == tmp_path / "b"
 
 

