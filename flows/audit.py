@@ -13,13 +13,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
+from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
-from flows.report import audit_statistics, markdown_report
+from flows.report import audit_statistics, compare_into_store, markdown_report
 from lrp_tasks.checks import audit_digest, prepare_audit
 from lrp_tasks.config import AuditConfig, config_dir, load_config
 from lrp_tasks.distributed import run_shards
+from lrp_tasks.report import AuditsNotComparableError, write_report
+from lrp_tasks.report.tables import per_class_table
 from lrp_tasks.shard import audit_config_for_workers
-from lrp_tasks.store import open_audit
+from lrp_tasks.store import AuditStoreError, open_audit
 
 
 def audit_parameters(
@@ -84,12 +87,22 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
 
 
 @task(name="report")
-def report(cfg: AuditConfig, timing: dict[str, Any]) -> dict[str, Any]:
+def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = None) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
     shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
-    create_markdown_artifact(markdown_report(cfg.name, cfg.output, stats, shown), key=f"audit-{_key(cfg.name)}")
-    return stats
+    changed, note = None, plan.note if plan else ""
+    if plan and plan.against:
+        try:
+            changed = compare_into_store(audit_dir, plan.against)
+        except (AuditsNotComparableError, AuditStoreError) as exc:  # the audit itself stands
+            get_run_logger().warning("no comparison with %s: %s", plan.against, exc)
+            note = f"could not compare with {plan.against}: {exc}"
+    html_path = write_report(audit_dir)
+    per_class = per_class_table(audit_dir.summaries, audit_dir.class_names)
+    text = markdown_report(cfg.name, cfg.output, stats, shown, per_class, html_path, changed, note)
+    create_markdown_artifact(text, key=f"audit-{_key(cfg.name)}")
+    return {**stats, "report": html_path, **({"comparison": changed} if changed else {})}
 
 
 def _key(name: str) -> str:
@@ -101,6 +114,7 @@ def audit(
     config: AuditConfig | None = None,
     config_path: str | None = None,
     fresh: bool = False,
+    compare_with: str | None = None,
     base_dir: str | None = None,
 ) -> dict[str, Any]:
     """Explain every sample of the configured dataset and keep the results.
@@ -110,18 +124,25 @@ def audit(
         config_path: A YAML audit file (relative: to the run's working directory, the project
             directory in a deployment); its relative paths resolve against its own directory.
         fresh: Wipe an existing store instead of resuming it.
+        compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and
+            is compared with the last successful run of the same deployment) or the path of an
+            audit to compare with.
         base_dir: The directory relative paths of the audit resolve against (default: the config
             file's directory, or the working directory for the config form).
     """
     cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
     for note in notes:
         get_run_logger().warning(note)
-    digest = audit_digest(cfg)
+    digest = audit_digest(cfg)  # the output is not part of it: a run directory resumes like any store
+    output = audit_config_for_workers(cfg, root).output
+    plan = plan_comparison(compare_with, output)
+    if plan.output != output:
+        cfg = cfg.model_copy(update={"output": plan.output})
     prepared = prepare_store(cfg, root, source, digest, fresh)
     cfg = audit_config_for_workers(cfg, root)
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
-    stats = report(cfg, timing)
+    stats = report(cfg, timing, plan)
     return {
         "audit": cfg.name,
         "store": cfg.output,
