@@ -22,6 +22,7 @@ from .base import (
 )
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .metrics import MetricsSpec
 from .model_spec import ModelSpec
 
 # -- target ---------------------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class AuditConfig(StrictModel):
     """Retries of a shard whose worker died before the audit fails naming it."""
     batch_size: PositiveInt = 64
     """Samples per forward/backward pass inside a shard (memory vs speed)."""
+    metrics: MetricsSpec = MetricsSpec()
+    """Faithfulness metrics computed per sample and the model-randomisation sanity check (off unless asked)."""
 
     @model_validator(mode="after")
     def _preprocessing_fits_dataset(self) -> AuditConfig:
