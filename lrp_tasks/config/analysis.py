@@ -33,10 +33,13 @@ class SpraySpec(StrictModel):
     normalize: Literal["l2", "max_abs", "none"] = "l2"
     """Per-map scaling before distances: unit L2 norm (compares shape, not strength), unit max |r|, none."""
     n_neighbors: PositiveInt = 10
+    """Neighbours per sample in the kNN affinity graph (CoRelAy's SparseKNN default)."""
     n_eigval: Annotated[int, Field(strict=True, ge=2)] = 32
+    """Smallest eigenpairs of the graph Laplacian computed per class (the spectral embedding)."""
     k: Annotated[Literal["auto"] | int, BeforeValidator(_k)] = "auto"
     """Number of clusters of the main result, or ``auto``: the largest eigengap."""
     k_min: Annotated[int, Field(strict=True, ge=2)] = 2
+    """Smallest k of the stored range of clusterings (and of the eigengap's choice)."""
     k_max: Annotated[int, Field(strict=True, ge=2)] = 10
     """k-means also runs for every k in ``k_min..k_max``; each gets a column ``cluster_k<k>``."""
     layout: Literal["tsne", "none"] = "tsne"
@@ -47,6 +50,7 @@ class SpraySpec(StrictModel):
     exact_knn_max: PositiveInt = 20_000
     """Classes up to this size get exact nearest neighbours; larger ones a blocked search (see docs/spray.md)."""
     seed: NonNegativeInt = 0
+    """Seed of k-means, t-SNE and the sampling steps: the same audit and settings give the same clusters."""
 
     @model_validator(mode="after")
     def _ranges(self) -> SpraySpec:
@@ -63,3 +67,4 @@ class AnalysisSpec(StrictModel):
     """Analyses the audit flow runs once every shard is committed."""
 
     spray: SpraySpec | None = None
+    """SpRAy per class (spectral relevance analysis); leave out to skip it."""
