@@ -64,11 +64,19 @@ def _imagenet_jpegs(folder: Path) -> None:
             Image.fromarray(pixels).save(folder / synset / f"ILSVRC2012_val_{i:08d}.JPEG")
 
 
+def _copy_committed_array(path: Path) -> None:
+    source = ROOT / "data" / path.parent.name / path.name
+    assert source.is_file(), f"{source} should be committed"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, path)
+
+
 # What each shipped config needs besides itself: (weights supplier, data supplier or None).
 SUPPLIERS: dict[str, tuple[Callable[[Path, Path], None], Callable[[Path], None] | None]] = {
     "demo.yaml": (_copy_committed_weights, None),
     "imagefolder_example.yaml": (_copy_committed_weights, _digit_pngs),
     "resnet_example.yaml": (_random_resnet_weights, _imagenet_jpegs),
+    "planted.yaml": (_copy_committed_weights, _copy_committed_array),
 }
 
 

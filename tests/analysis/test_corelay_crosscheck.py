@@ -41,7 +41,7 @@ def demo_audit(tmp_path_factory):
     """conf/demo.yaml's audit (all 1,797 digits), written shard by shard in this process."""
     out = tmp_path_factory.mktemp("demo") / "audit"
     cfg = load_config(ROOT / "conf" / "demo.yaml")
-    cfg = audit_config_for_workers(cfg.model_copy(update={"output": str(out)}), root=ROOT)
+    cfg = audit_config_for_workers(cfg.model_copy(update={"output": str(out)}), root=ROOT / "conf")
     explainer = ShardExplainer(cfg, device="cpu")
     for shard_id, start, stop in explainer.store.plan:
         explainer.explain_shard(shard_id, start, stop)
