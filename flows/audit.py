@@ -14,28 +14,43 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from flows.progress import Progress
 from flows.report import audit_statistics, markdown_report
-from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
+from lrp_tasks.config import AuditConfig, check_files, load_config
 from lrp_tasks.distributed import run_shards
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
-from lrp_tasks.store import open_audit
+from lrp_tasks.store import lock_store, open_audit
+from lrp_tasks.store.lock import describe
 
 
 @task(name="prepare-store")
-def prepare_store(cfg: AuditConfig, digest: str, fresh: bool) -> dict[str, Any]:
-    """Load the model once here (errors surface before any worker starts) and create the store."""
+def prepare_store(cfg: AuditConfig, digest: str | None, fresh: bool) -> dict[str, Any]:
+    """Load the model once here (errors surface before any worker starts), create or check the store,
+    and un-commit committed shards whose files are damaged (checked cheaply) so that they are redone."""
     explainer = ShardExplainer(cfg, digest=digest, create_mode="overwrite" if fresh else "resume")
     store = explainer.store
-    return {
-        "plan": store.plan,
-        "pending": store.pending_shards(),
-        "audit_id": store.audit_id,
-        "n_samples": explainer.spec.n_samples,
-        "composite": explainer.spec.composite,
-    }
+    try:
+        redone = store.redo_damaged(deep=False)
+        if redone:
+            get_run_logger().warning(
+                "redoing %s damaged shard(s): %s",
+                len(redone),
+                "; ".join(f"shard {sid}: {', '.join(why)}" for sid, why in sorted(redone.items())),
+            )
+        return {
+            "plan": store.plan,
+            "pending": store.pending_shards(),
+            "audit_id": store.audit_id,
+            "n_samples": explainer.spec.n_samples,
+            "composite": explainer.spec.composite,
+            "redone": sorted(redone),
+        }
+    finally:
+        store.close()
 
 
 @task(name="explain-shards-on-ray")
-def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int) -> dict[str, Any]:
+def explain_on_ray(
+    cfg: AuditConfig, digest: str | None, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
+) -> dict[str, Any]:
     """One Prefect task drives a Ray actor pool; progress goes to the logs and a progress artifact."""
     logger = get_run_logger()
     progress = Progress(total_shards=total, done_shards=total - len(pending))
@@ -47,7 +62,7 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 
     began = time.perf_counter()
-    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning)
+    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning, lease=lease)
     seconds = time.perf_counter() - began
     explained = sum(o["samples"] for o in outcomes)
     return {
@@ -84,18 +99,28 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
     # relative paths in a config resolve against the working directory (the repository root for
     # conf/*.yaml and for the deployment, whose pull step sets it)
     check_files(cfg)
-    digest = config_digest(cfg)
     cfg = audit_config_for_workers(cfg)
-    prepared = prepare_store(cfg, digest, fresh)
-    total = len(prepared["plan"])
-    timing = explain_on_ray(cfg, digest, prepared["pending"], total)
-    stats = report(cfg, timing)
+    # The store computes its identity digest itself, without the operational fields (ray, output, ...),
+    # so that a store resumes with other resources or after being moved.
+    digest = None
+    # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
+    # process dies); workers carry its token and check it before every commit.
+    with lock_store(cfg.output) as lock:
+        if lock.previous is not None:
+            get_run_logger().warning(
+                "took over the store lock from %s, which ended without releasing it", describe(lock.previous)
+            )
+        prepared = prepare_store(cfg, digest, fresh)
+        total = len(prepared["plan"])
+        timing = explain_on_ray(cfg, digest, prepared["pending"], total, lease=lock.token)
+        stats = report(cfg, timing)
     return {
         "audit": cfg.name,
         "store": cfg.output,
         "audit_id": prepared["audit_id"],
         "shards": total,
         "shards_skipped": total - len(prepared["pending"]),
+        "shards_redone": prepared["redone"],
         **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
         **stats,
     }

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lrp_tasks.composite_spec import build_composite
-from lrp_tasks.config import AuditConfig, ConfigError, FieldError, config_digest, resolve_paths
+from lrp_tasks.config import AuditConfig, ConfigError, FieldError, resolve_paths
 from lrp_tasks.engine import (
     CRP,
     LRP,
@@ -28,9 +28,11 @@ from lrp_tasks.engine import (
     canonize,
     strip_softmax,
 )
+from lrp_tasks.fingerprint import OPERATIONAL_FIELDS, dataset_fingerprint
 from lrp_tasks.sources import load_model, open_dataset
 from lrp_tasks.sources.base import Batch
-from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
+from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore, ShardResult
+from lrp_tasks.store.directory import is_audit_dir
 from lrp_tasks.summaries import summary_table
 
 CRASH_HOOK = "LRP_AUDIT_TEST_CRASH_SHARD"
@@ -83,7 +85,12 @@ class ShardExplainer:
     or k against the number of classes. A probe sample gives the shapes the store is created with."""
 
     def __init__(
-        self, cfg: AuditConfig, digest: str | None = None, device: str | None = None, create_mode: str = "resume"
+        self,
+        cfg: AuditConfig,
+        digest: str | None = None,
+        device: str | None = None,
+        create_mode: str = "resume",
+        lease: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -112,11 +119,13 @@ class ShardExplainer:
             concept_ids=self._concept_ids(),
             layerwise=layer_shapes,
             config=cfg.model_dump(mode="json"),
-            config_digest=digest or config_digest(cfg),
+            config_digest=digest,
+            operational=OPERATIONAL_FIELDS,
+            dataset=dataset_fingerprint(self.dataset, _cache_dir(cfg.output)),
             weights_digest=loaded.weights_digest,
             composite=repr(self.analyzer),
         )
-        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode)
+        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease)
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"
 
     # -- configuration ----------------------------------------------------------------------
@@ -300,6 +309,11 @@ class ShardExplainer:
             {int(c): int(n) for c, n in zip(predicted, counts, strict=True)},
             self.worker,
         )
+
+
+def _cache_dir(output: str) -> str | None:
+    """The store's digest cache, when the output is already an audit directory (never write elsewhere)."""
+    return AuditLayout(output).cache_dir if "://" not in output and is_audit_dir(output) else None
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -5,11 +5,11 @@ here covers whole chunks of one shard only, and array metadata is never rewritte
 Creation builds the group in a hidden temporary directory and renames it into place: concurrent
 creators race on one atomic rename, and the loser opens the winner's group.
 
-Whole chunks are encoded here with the array's own codecs (bytes + optional Blosc, read from the array
-metadata) and written straight to their files, each handed to a background fsync as soon as it is
-written: Zarr's generic path would build a fill-valued chunk, copy the data into it, and write through
-a temporary file and a rename per chunk, none of which a whole, never-shared chunk needs (the shard's
-commit, not the chunk file, is the unit of atomicity). Chunks of any other kind go through Zarr.
+Whole chunks (and the short last chunk, padded with the fill value as Zarr pads it) are encoded here
+with the array's own codecs (bytes + optional Blosc, read from the array metadata) and written to
+temporaries in the store's staging directory, each handed to a background fsync as soon as it is
+written, then renamed into the array: a chunk file is never rewritten in place, so a reader can never
+decode a torn chunk, even of a shard that is being re-written. Arrays with other codecs go through Zarr.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.chunk_grids import RegularChunkGrid
 
-from .durable import fsync_path, fsync_tree, parent_dirs
+from .durable import fsync_path, fsync_tree, replace_into, write_hidden
 from .errors import AuditStoreError, NotAnAuditError
 from .layout import RELEVANCE_ZARR, TMP_SUFFIX
 from .spec import AuditSpec
@@ -257,16 +258,6 @@ class _ChunkEncoder:
         return self.blosc.encode(data) if self.blosc is not None else memoryview(data).cast("B")
 
 
-def _write_file(path: str, payload: Any) -> None:
-    try:
-        with open(path, "wb") as f:
-            f.write(payload)
-    except FileNotFoundError:  # '/'-separated chunk keys: the nested directories are new
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(payload)
-
-
 class RelevanceArrays:
     """Open handles on the sample arrays, writing whole chunks of one shard at a time."""
 
@@ -291,30 +282,57 @@ class RelevanceArrays:
         self.n_samples = spec.n_samples
 
     def write(
-        self, start: int, stop: int, data: Mapping[str, np.ndarray], on_written: Callable[[str], None] | None = None
-    ) -> list[str]:
-        """Write ``data[name]`` to rows ``start:stop`` of each array; returns the chunk files and their
-        directories, which the caller must fsync before it commits the shard.
+        self,
+        start: int,
+        stop: int,
+        data: Mapping[str, np.ndarray],
+        staging: str,
+        on_written: Callable[[str], None] | None = None,
+    ) -> tuple[list[tuple[str, str]], dict[str, dict[str, int]]]:
+        """Encode ``data[name]`` (rows ``start:stop`` of each array) into chunk files under ``staging``.
 
-        ``on_written(path)`` is called for each chunk file as soon as it is complete (to start its fsync
+        Returns the (temporary, final path) pairs, which :meth:`publish` renames into the arrays once
+        they are fsynced, and the size and CRC-32 of every chunk file by store key (recorded at commit,
+        checked by ``verify``). A committed chunk is therefore only ever replaced by a rename, never
+        rewritten in place: a reader sees the old chunk or the new one, never a torn one.
+        ``on_written(path)`` is called for each temporary as soon as it is complete (to start its fsync
         while the next chunk is encoded). ``start`` must sit on a chunk boundary and ``stop`` on one or
         at the end of the arrays; the caller (the store) guarantees it by only accepting planned shards."""
-        touched: list[str] = []
+        staged: list[tuple[str, str]] = []
+        checks: dict[str, dict[str, int]] = {}
         for name, values in data.items():
-            files = []
+            encoder = self._encoders[name]
             for key, lo, hi in self._chunks(name, start, stop):
                 path = os.path.join(self.zarr_path, *key.split("/"))
                 rows = values[lo - start : hi - start]
-                encoder = self._encoders[name]
-                if encoder is not None and hi - lo == self.chunk:
-                    _write_file(path, encoder.encode(rows))
-                else:  # the short last chunk of the array (padded by Zarr), or codecs we do not mirror
+                if encoder is None:  # codecs we do not mirror (never created by this store): Zarr writes
                     self.arrays[name][lo:hi] = rows
-                if on_written is not None:
-                    on_written(path)
-                files.append(path)
-            touched += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, *name.split("/")))
-        return touched
+                    with open(path, "rb") as f:
+                        payload = f.read()
+                    if on_written is not None:
+                        on_written(path)
+                else:
+                    if hi - lo < self.chunk:  # the short last chunk: padded with the fill value, as Zarr does
+                        arr = self.arrays[name]
+                        padded = np.full((self.chunk, *rows.shape[1:]), arr.fill_value, dtype=encoder.dtype)
+                        padded[: hi - lo] = rows
+                        rows = padded
+                    payload = encoder.encode(rows)
+                    tmp = write_hidden(path, payload, staging)
+                    if on_written is not None:
+                        on_written(tmp)
+                    staged.append((tmp, path))
+                checks[key] = {"bytes": len(payload), "crc32": zlib.crc32(payload)}
+        return staged, checks
+
+    @staticmethod
+    def publish(staged: list[tuple[str, str]]) -> list[str]:
+        """Rename fsynced chunk temporaries into place; returns the directories to fsync."""
+        dirs: dict[str, None] = {}
+        for tmp, path in staged:
+            replace_into(tmp, path)
+            dirs[os.path.dirname(path)] = None
+        return list(dirs)
 
     def _chunks(self, name: str, start: int, stop: int) -> list[tuple[str, int, int]]:
         """(store key, first row, end row) of each chunk holding rows ``start:stop`` of ``name``."""
