@@ -3,6 +3,7 @@
     lrp-audit run conf/demo.yaml            # local Ray + a temporary local Prefect, nothing to start
     lrp-audit summary audits/demo           # the per-audit table, read back from Parquet
     lrp-audit validate conf/demo.yaml       # check a config (and the files it names) without running
+    lrp-audit verify audits/demo            # check a store's committed shards (--repair un-commits damaged)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from flows import cli_verify
 from lrp_tasks.config import ConfigError, check_files, load_config
 
 
@@ -55,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.ray_address:
         updates["ray"] = updates.get("ray", cfg.ray).model_copy(update={"address": args.ray_address})
     cfg = cfg.model_copy(update=updates)
+    _check_output_is_free(cfg.output)
     bar = ProgressBar()
     if not args.no_progress:
         progress.add_listener(bar)
@@ -64,6 +67,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.remove_listener(bar)
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _check_output_is_free(output: str) -> None:
+    """Fail at once, before Prefect and Ray start, when the output is not an audit store or another run
+    writes it (the flow checks again, holding the lock)."""
+    from lrp_tasks.store import StoreLockedError, lock_holder
+    from lrp_tasks.store.directory import refuse_foreign
+    from lrp_tasks.store.lock import describe
+
+    if "://" in output or not os.path.isdir(output):
+        return
+    refuse_foreign(os.path.abspath(output))
+    holder = lock_holder(output)
+    if holder is not None:
+        raise StoreLockedError(
+            f"audit store {os.path.abspath(output)} is being written by another run: {describe(holder)}. "
+            "One run writes a store at a time: wait for it to finish, or stop it."
+        )
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -118,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate a config and the files it names")
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
+    cli_verify.add_parser(sub)
     return parser
 
 
@@ -129,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lrp-audit: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a readable last line instead of a bare traceback for expected failures
-        from lrp_tasks.distributed import ClusterResourceError, ShardsFailedError
+        from lrp_tasks.distributed import ClusterResourceError, ShardsFailedError, WorkerStartError
         from lrp_tasks.store import AuditStoreError
 
-        if isinstance(exc, ShardsFailedError | ClusterResourceError | AuditStoreError | FileNotFoundError):
+        if isinstance(
+            exc, ShardsFailedError | ClusterResourceError | WorkerStartError | AuditStoreError | FileNotFoundError
+        ):
             print(f"lrp-audit: {exc}", file=sys.stderr)
             return 1
         raise

@@ -80,6 +80,15 @@ def dataset_fingerprint(source: DatasetSource, cache_dir: str | None = None) -> 
     return out
 
 
+def hash_file(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class _Cache:
     """Digests of files by absolute path, valid while (size, mtime_ns, inode) stay the same."""
 
@@ -101,13 +110,10 @@ class _Cache:
         entry = self.entries.get(key)
         if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
             return str(entry[3])
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        self.entries[key] = [*stamp, h.hexdigest()]
+        digest = hash_file(path)
+        self.entries[key] = [*stamp, digest]
         self.dirty = True
-        return h.hexdigest()
+        return digest
 
     def save(self) -> None:
         if not (self.path and self.dirty):

@@ -73,14 +73,21 @@ def claim_directory(root: str) -> None:
     if _has_audit_group(root):  # an audit written before the marker existed
         _write_marker(root)
         return
-    foreign = sorted(name for name in os.listdir(root) if name != LOCK_FILE)
+    refuse_foreign(root)
+    _write_marker(root)
+
+
+def refuse_foreign(root: str) -> None:
+    """Raise :class:`NotAnAuditError` when ``root`` is a non-empty directory that is not an audit store."""
+    if not os.path.isdir(root) or is_audit_dir(root):
+        return
+    foreign = sorted((n for n in os.listdir(root) if n != LOCK_FILE), key=lambda n: (n.startswith("."), n))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise NotAnAuditError(
             f"{root} is not empty and is not an lrp-audit store (no {MARKER_FILE}, no {RELEVANCE_ZARR} group): "
             f"it holds {shown}. Nothing was written or deleted; give the audit a new or empty output directory."
         )
-    _write_marker(root)
 
 
 def require_audit_dir(root: str) -> None:

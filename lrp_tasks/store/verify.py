@@ -214,3 +214,24 @@ def tidy(layout: AuditLayout) -> list[str]:
                     os.unlink(os.path.join(directory, name))
                     removed.append(os.path.join(os.path.basename(directory), name))
     return removed
+
+
+def repair_store(path: str, deep: bool = True) -> tuple[VerifyReport, list[str]]:
+    """Check the audit at ``path`` and, holding its writer lock, un-commit every damaged shard and tidy
+    records without parts and old temporaries. Returns the report (of the state before the repair) and
+    the files removed. Files the store did not write are reported, never touched."""
+    from .writer import lock_store  # the writer imports this module
+
+    root = os.path.abspath(path)
+    require_audit_dir(root)
+    with lock_store(root):
+        report = check_committed_shards(root, deep=deep)
+        layout = AuditLayout(root)
+        removed = [
+            os.path.join("summaries", os.path.basename(layout.part_path(sid)))
+            for sid in sorted(report.damaged)
+            if os.path.exists(layout.part_path(sid))
+        ]
+        uncommit_shards(layout, report.damaged)
+        removed += tidy(layout)
+    return report, removed
