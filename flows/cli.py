@@ -45,9 +45,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the bar replaces per-shard INFO lines on the terminal; they still reach the Prefect API
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows import progress
-    from flows.audit import audit
-
     cfg = load_config(args.config)
     updates: dict[str, Any] = {}
     if args.output:
@@ -57,7 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.ray_address:
         updates["ray"] = updates.get("ray", cfg.ray).model_copy(update={"address": args.ray_address})
     cfg = cfg.model_copy(update=updates)
-    _check_output_is_free(cfg.output)
+    _check_output_is_free(cfg.output)  # before the slow imports: a refused run fails at once
+    from flows import progress
+    from flows.audit import audit
+
     bar = ProgressBar()
     if not args.no_progress:
         progress.add_listener(bar)

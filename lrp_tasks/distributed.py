@@ -149,7 +149,9 @@ def _init_failure(exc: BaseException) -> str | None:
         return None
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     named = [line for line in lines if ": " in line and not line.startswith(("File ", "ray::", "The actor died"))]
-    return named[-1] if named else (lines[-1] if lines else "the worker's constructor failed")
+    last = named[-1] if named else (lines[-1] if lines else "the worker's constructor failed")
+    kind, sep, message = last.partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}{sep}{message}" if " " not in kind else last  # no module path
 
 
 def _cause(exc: BaseException) -> str:
