@@ -6,9 +6,10 @@ Creation builds the group in a hidden temporary directory and renames it into pl
 creators race on one atomic rename, and the loser opens the winner's group.
 
 Whole chunks (and the short last chunk, padded with the fill value as Zarr pads it) are encoded here
-with the array's own codecs (bytes + optional Blosc, read from the array metadata) and written to
-temporaries in the store's staging directory, each handed to a background fsync as soon as it is
-written, then renamed into the array: a chunk file is never rewritten in place, so a reader can never
+with the array's own codecs (bytes + optional Blosc, read from the array metadata) and each handed to
+a background fsync as soon as it is written. A chunk file that does not exist yet is created
+exclusively in place; one that exists (a shard written again) is written to a temporary in the store's
+staging directory and renamed over it: a chunk file is never rewritten in place, so a reader can never
 decode a torn chunk, even of a shard that is being re-written. Arrays with other codecs go through Zarr.
 """
 
@@ -19,17 +20,17 @@ import os
 import shutil
 import sys
 import uuid
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.chunk_grids import RegularChunkGrid
 
-from .durable import fsync_path, fsync_tree, replace_into, write_hidden
+from .durable import fsync_path, fsync_tree, parent_dirs, replace_into, write_hidden
 from .errors import AuditStoreError, NotAnAuditError
 from .layout import RELEVANCE_ZARR, TMP_SUFFIX
 from .spec import AuditSpec
@@ -258,6 +259,20 @@ class _ChunkEncoder:
         return self.blosc.encode(data) if self.blosc is not None else memoryview(data).cast("B")
 
 
+def _create_exclusively(path: str, payload: Any) -> bool:
+    """Write ``payload`` to a new file ``path``; False (nothing written) when the file already exists."""
+    try:
+        f = open(path, "xb")
+    except FileExistsError:
+        return False
+    except FileNotFoundError:  # '/'-separated chunk keys: the nested directories are new
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return _create_exclusively(path, payload)
+    with f:
+        f.write(payload)
+    return True
+
+
 class RelevanceArrays:
     """Open handles on the sample arrays, writing whole chunks of one shard at a time."""
 
@@ -288,20 +303,24 @@ class RelevanceArrays:
         data: Mapping[str, np.ndarray],
         staging: str,
         on_written: Callable[[str], None] | None = None,
-    ) -> tuple[list[tuple[str, str]], dict[str, dict[str, int]]]:
-        """Encode ``data[name]`` (rows ``start:stop`` of each array) into chunk files under ``staging``.
+    ) -> tuple[list[str], list[tuple[str, str]], dict[str, dict[str, int]]]:
+        """Encode ``data[name]`` (rows ``start:stop`` of each array) into chunk files.
 
-        Returns the (temporary, final path) pairs, which :meth:`publish` renames into the arrays once
-        they are fsynced, and the size and CRC-32 of every chunk file by store key (recorded at commit,
-        checked by ``verify``). A committed chunk is therefore only ever replaced by a rename, never
-        rewritten in place: a reader sees the old chunk or the new one, never a torn one.
-        ``on_written(path)`` is called for each temporary as soon as it is complete (to start its fsync
-        while the next chunk is encoded). ``start`` must sit on a chunk boundary and ``stop`` on one or
-        at the end of the arrays; the caller (the store) guarantees it by only accepting planned shards."""
+        A chunk file that does not exist yet is created in place (exclusively: ``O_EXCL``); one that
+        exists (a re-write) is written to a temporary under ``staging`` which :meth:`publish` renames
+        over it once fsynced. A chunk file is therefore never rewritten in place: a reader sees the old
+        chunk or the new one, never a torn one. Returns the new chunk files and their directories (to
+        fsync), the (temporary, final path) pairs to publish, and the size and CRC-32C of every chunk
+        file by store key (recorded at commit, checked by ``verify``). ``on_written(path)`` is called for
+        each file as soon as it is complete (to start its fsync while the next chunk is encoded).
+        ``start`` must sit on a chunk boundary and ``stop`` on one or at the end of the arrays; the
+        caller (the store) guarantees it by only accepting planned shards."""
+        created: list[str] = []
         staged: list[tuple[str, str]] = []
         checks: dict[str, dict[str, int]] = {}
         for name, values in data.items():
             encoder = self._encoders[name]
+            files = []
             for key, lo, hi in self._chunks(name, start, stop):
                 path = os.path.join(self.zarr_path, *key.split("/"))
                 rows = values[lo - start : hi - start]
@@ -309,25 +328,31 @@ class RelevanceArrays:
                     self.arrays[name][lo:hi] = rows
                     with open(path, "rb") as f:
                         payload = f.read()
-                    if on_written is not None:
-                        on_written(path)
+                    written = path
+                    files.append(path)
                 else:
                     if hi - lo < self.chunk:  # the short last chunk: padded with the fill value, as Zarr does
-                        arr = self.arrays[name]
-                        padded = np.full((self.chunk, *rows.shape[1:]), arr.fill_value, dtype=encoder.dtype)
+                        padded = np.full((self.chunk, *rows.shape[1:]), self.arrays[name].fill_value, encoder.dtype)
                         padded[: hi - lo] = rows
                         rows = padded
                     payload = encoder.encode(rows)
-                    tmp = write_hidden(path, payload, staging)
-                    if on_written is not None:
-                        on_written(tmp)
-                    staged.append((tmp, path))
-                checks[key] = {"bytes": len(payload), "crc32": zlib.crc32(payload)}
-        return staged, checks
+                    if _create_exclusively(path, payload):
+                        written = path
+                        files.append(path)
+                    else:
+                        written = write_hidden(path, payload, staging)
+                        staged.append((written, path))
+                if on_written is not None:
+                    on_written(written)
+                # google_crc32c takes bytes only: an uncompressed chunk (a view of the array) is copied
+                data = bytes(payload) if isinstance(payload, memoryview) else payload
+                checks[key] = {"bytes": len(data), "crc32c": google_crc32c.value(data)}
+            created += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, *name.split("/")))
+        return created, staged, checks
 
     @staticmethod
     def publish(staged: list[tuple[str, str]]) -> list[str]:
-        """Rename fsynced chunk temporaries into place; returns the directories to fsync."""
+        """Rename fsynced chunk temporaries over the chunks they replace; returns the directories to fsync."""
         dirs: dict[str, None] = {}
         for tmp, path in staged:
             replace_into(tmp, path)

@@ -5,13 +5,14 @@ holding it, with the run's lease token, in a worker process); see :mod:`.lock`.
 
 Order of a shard's write (each step durable before the next):
 
-1. Zarr chunks of rows ``start:stop`` of every array and the Parquet part, encoded into temporaries
-   in ``staging/`` and fsynced;
-2. the lease checked, the chunk temporaries renamed into the arrays (directories fsynced): a chunk is
-   replaced by a rename, never rewritten in place, so no reader ever sees a torn chunk;
+1. Zarr chunks of rows ``start:stop`` of every array (new chunk files created in place, exclusively;
+   chunks that already exist as temporaries in ``staging/``) and the Parquet part (in ``staging/``),
+   all fsynced;
+2. the lease checked, re-written chunks renamed over the old files (directories fsynced): an existing
+   chunk is replaced by a rename, never rewritten in place, so no reader ever sees a torn chunk;
 3. the lease checked again, the part renamed to ``summaries/part-<shard>.parquet`` (directory
    fsynced): the commit point;
-4. the commit record in ``manifest/`` (a receipt with sizes and CRC-32s of the shard's files, rebuilt
+4. the commit record in ``manifest/`` (a receipt with sizes and CRC-32Cs of the shard's files, rebuilt
    from the part by the next open if it is lost).
 
 A writer killed before 3 leaves no committed trace; the shard is pending and the next run rewrites
@@ -409,17 +410,20 @@ class AuditStore:
         }
         part = self.layout.part_path(sid)
         staging = self.layout.staging_dir
-        # 1. Chunks and part into staging/, each fsynced in the background as soon as it is written.
+        # 1. New chunk files in place, re-written ones and the part into staging/, each fsynced in the
+        #    background as soon as it is written, then the directories of new chunk files.
         sync = BackgroundSync()
-        staged, chunk_files = self._arrays.write(start, stop, data, staging, on_written=sync.add)
+        created, staged, chunk_files = self._arrays.write(start, stop, data, staging, on_written=sync.add)
+        sync.add_many(created)  # the new files' directories (the files are already on their way)
         payload = encode_part(table, meta)
         hidden = write_hidden(part, payload, staging)
         sync.add(hidden)
         sync.wait()
         _maybe_die("after_zarr", sid)
-        # 2. Chunks into the arrays by rename (never in place), then their directories made durable.
-        self._check_lease()
-        fsync_many(RelevanceArrays.publish(staged))
+        # 2. Re-written chunks replace the old files by rename (never in place), made durable.
+        if staged:
+            self._check_lease()
+            fsync_many(RelevanceArrays.publish(staged))
         # 3. Publish the part: the commit point.
         self._check_lease()
         os.replace(hidden, part)
