@@ -15,13 +15,14 @@ import os
 import shutil
 import uuid
 
-from .durable import clear_directory, fsync_path
+from .durable import clear_directory
 from .errors import NotAnAuditError
 from .layout import (
     LOCK_FILE,
     MARKER_FILE,
     RELEVANCE_ZARR,
     STAGING_DIR,
+    STORE_ENTRIES,
     TMP_SUFFIX,
     AuditLayout,
     parse_part_name,
@@ -55,11 +56,9 @@ def _write_marker(root: str) -> None:
     except FileExistsError:
         return  # a concurrent creator claimed it first: same outcome
     try:
-        os.write(fd, body)
-        os.fsync(fd)
+        os.write(fd, body)  # not fsynced: after a crash the Zarr group (fsynced) still marks the audit
     finally:
         os.close(fd)
-    fsync_path(root)
 
 
 def claim_directory(root: str) -> None:
@@ -81,13 +80,22 @@ def refuse_foreign(root: str) -> None:
     """Raise :class:`NotAnAuditError` when ``root`` is a non-empty directory that is not an audit store."""
     if not os.path.isdir(root) or is_audit_dir(root):
         return
-    foreign = sorted((n for n in os.listdir(root) if n != LOCK_FILE), key=lambda n: (n.startswith("."), n))
+    entries = os.listdir(root)
+    if set(entries) <= set(STORE_ENTRIES) and not any(_holds_files(os.path.join(root, n)) for n in entries):
+        return  # only the empty skeleton of a store whose creation was cut short (e.g. by a power loss)
+    foreign = sorted((n for n in entries if n != LOCK_FILE), key=lambda n: (n.startswith("."), n))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise NotAnAuditError(
             f"{root} is not empty and is not an lrp-audit store (no {MARKER_FILE}, no {RELEVANCE_ZARR} group): "
             f"it holds {shown}. Nothing was written or deleted; give the audit a new or empty output directory."
         )
+
+
+def _holds_files(path: str) -> bool:
+    if os.path.basename(path) == LOCK_FILE or not os.path.isdir(path):
+        return os.path.basename(path) != LOCK_FILE
+    return any(files for _, _, files in os.walk(path))
 
 
 def require_audit_dir(root: str) -> None:

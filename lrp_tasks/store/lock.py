@@ -82,8 +82,7 @@ def _read(fd: int) -> dict[str, Any] | None:
 def _write(fd: int, data: dict[str, Any]) -> None:
     payload = json.dumps(data, sort_keys=True, indent=1).encode()
     os.ftruncate(fd, 0)
-    os.pwrite(fd, payload, 0)
-    os.fsync(fd)
+    os.pwrite(fd, payload, 0)  # not fsynced: the flock is the lock; the file only names the holder
 
 
 def read_holder(root: str) -> dict[str, Any] | None:

@@ -67,3 +67,14 @@ def test_an_audit_written_before_the_marker_is_recognised(tmp_path) -> None:
     (tmp_path / "lrp-audit.json").unlink()
     wiped = AuditStore.create_or_open(tmp_path, make_spec(), mode="overwrite")
     assert wiped.committed_shards() == set()
+
+
+def test_the_empty_skeleton_of_a_cut_short_creation_is_reclaimed(tmp_path) -> None:
+    for name in ("summaries", "manifest", "staging"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "lrp-audit.lock").write_text("")
+    AuditStore.create_or_open(tmp_path, make_spec()).close()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("")
+    with pytest.raises(NotAnAuditError):
+        AuditStore.create_or_open(tmp_path / "other", make_spec())
