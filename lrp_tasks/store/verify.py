@@ -3,7 +3,7 @@
 Two depths. *Quick* (what ``run`` does before it skips committed shards): every committed shard's
 Parquet part and every Zarr chunk of its rows exists, is non-empty and has the size its commit record
 gives. *Deep* (``lrp-audit verify``): besides, every part is read (row count, sample ids and shard id
-against the plan, sha256 against the record) and every chunk is read (CRC-32C against the record)
+against the plan, sha256 against the record) and every chunk is read (CRC-32 against the record)
 and decoded with its array's codecs. A damaged shard is *un-committed* by deleting its part (then
 its record): it stops counting at once for readers, and the next run computes it again.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import google_crc32c
 import numpy as np
 import pyarrow.parquet as pq
 import zarr
@@ -133,10 +133,10 @@ def _check_part(part: str, sid: int, start: int, stop: int, k: int, record: dict
 
 
 def _check_chunk(arr: Any, full: str, path: str, lo: int, hi: int, recorded: dict[str, Any]) -> list[str]:
-    if "crc32c" in recorded:
+    if "crc32" in recorded:
         with open(path, "rb") as f:
-            if google_crc32c.value(f.read()) != recorded["crc32c"]:
-                return [f"chunk {full} differs from its record (CRC-32C)"]
+            if zlib.crc32(f.read()) != recorded["crc32"]:
+                return [f"chunk {full} differs from its record (CRC-32)"]
     try:
         arr[lo:hi]
     except Exception as exc:

@@ -12,7 +12,7 @@ Order of a shard's write (each step durable before the next):
    chunk is replaced by a rename, never rewritten in place, so no reader ever sees a torn chunk;
 3. the lease checked again, the part renamed to ``summaries/part-<shard>.parquet`` (directory
    fsynced): the commit point;
-4. the commit record in ``manifest/`` (a receipt with sizes and CRC-32Cs of the shard's files, rebuilt
+4. the commit record in ``manifest/`` (a receipt with sizes and CRC-32s of the shard's files, rebuilt
    from the part by the next open if it is lost).
 
 A writer killed before 3 leaves no committed trace; the shard is pending and the next run rewrites
