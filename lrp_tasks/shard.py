@@ -124,6 +124,7 @@ class ShardExplainer:
             dataset=dataset_fingerprint(self.dataset, _cache_dir(cfg.output)),
             weights_digest=loaded.weights_digest,
             composite=repr(self.analyzer),
+            class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
         )
         self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease)
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"

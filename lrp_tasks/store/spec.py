@@ -103,6 +103,8 @@ class AuditSpec:
     weights_digest: str = ""
     composite: str = ""
     audit_id: str | None = None
+    #: names of the classes (the dataset's, when it has them): a group attribute, not part of the layout
+    class_names: tuple[str, ...] | None = None
     operational: tuple[str, ...] = ()
     dataset: Mapping[str, Any] = field(default_factory=dict)
 
