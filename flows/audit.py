@@ -14,11 +14,12 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
-from flows.report import audit_statistics, compare_into_store, markdown_report
+from flows.report import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
 from lrp_tasks.config import AuditConfig, check_files, load_config
 from lrp_tasks.distributed import run_shards
 from lrp_tasks.report import AuditsNotComparableError, write_report
 from lrp_tasks.report.tables import per_class_table
+from lrp_tasks.sanity import run_efficient_mprt
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import AuditStoreError, lock_store, open_audit
 from lrp_tasks.store.lock import describe
@@ -92,8 +93,15 @@ def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = 
     html_path = write_report(audit_dir)
     per_class = per_class_table(audit_dir.summaries, audit_dir.class_names)
     text = markdown_report(cfg.name, cfg.output, stats, shown, per_class, html_path, changed, note)
+    text += faithfulness_markdown(audit_dir.summaries, audit_dir.attrs)
     create_markdown_artifact(text, key=f"audit-{_key(cfg.name)}")
     return {**stats, "report": html_path, **({"comparison": changed} if changed else {})}
+
+
+@task(name="sanity-check")
+def sanity_check(cfg: AuditConfig) -> dict[str, Any] | None:
+    """Efficient MPRT on a sample subset, recorded in the store attributes (metrics.efficient_mprt)."""
+    return run_efficient_mprt(cfg)
 
 
 def _key(name: str) -> str:
@@ -136,6 +144,8 @@ def audit(
         prepared = prepare_store(cfg, digest, fresh)
         total = len(prepared["plan"])
         timing = explain_on_ray(cfg, digest, prepared["pending"], total, lease=lock.token)
+        if cfg.metrics.efficient_mprt is not None:
+            sanity_check(cfg)
         stats = report(cfg, timing, plan)
     return {
         "audit": cfg.name,

@@ -110,7 +110,20 @@ def cmd_summary(args: argparse.Namespace) -> int:
         )
         print()
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print_faithfulness(frame, audit_dir.attrs)
     return 0
+
+
+def print_faithfulness(frame: Any, attrs: dict[str, Any]) -> None:
+    """Per-class mean AOPCs and the share of samples whose MoRF beats random; the eMPRT result."""
+    from flows.report import faithfulness_table, sanity_lines
+
+    table = faithfulness_table(frame)
+    if table is not None:
+        print("\nfaithfulness (AOPC means; MoRF>random: share of samples)")
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    for line in sanity_lines(attrs):
+        print("\n" + line)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from lrp_tasks.engine import (
     strip_softmax,
 )
 from lrp_tasks.fingerprint import OPERATIONAL_FIELDS, dataset_fingerprint
+from lrp_tasks.shard_metrics import BatchMetrics, MetricsConfigError
 from lrp_tasks.sources import load_model, open_dataset
 from lrp_tasks.sources.base import Batch
 from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore, ShardResult
@@ -100,6 +101,8 @@ class ShardExplainer:
         self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
         self.dataset = open_dataset(cfg)
+        self.model = model
+        self.metrics = self._build_metrics()
         probe = self.dataset.read(0, 1)
         x = probe.x.to(self.device)
         expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
@@ -118,6 +121,7 @@ class ShardExplainer:
             n_concepts=n_concepts,
             concept_ids=self._concept_ids(),
             layerwise=layer_shapes,
+            metrics=self.metrics.curve_points,
             config=cfg.model_dump(mode="json"),
             config_digest=digest,
             operational=OPERATIONAL_FIELDS,
@@ -147,6 +151,12 @@ class ShardExplainer:
                     f"storage.layerwise[{i}]", f"the model has no layer named {name!r}; its layers are {valid}"
                 )
         return names
+
+    def _build_metrics(self) -> BatchMetrics:
+        try:
+            return BatchMetrics(self.cfg.metrics, tuple(self.dataset.sample_shape))
+        except MetricsConfigError as exc:
+            raise self._config_error(exc.field, str(exc)) from exc
 
     def _check_target(self, n_classes: int) -> None:
         target = self.cfg.target
@@ -257,6 +267,12 @@ class ShardExplainer:
                 parts["input"].append(batch.x.numpy())
             for name, relevance in self._layer_relevances(expl).items():
                 parts[f"layer:{name}"].append(_numpy(relevance))
+            if self.metrics:  # faithfulness of this batch's explanations, on the worker's device
+                curves = self.metrics.curves(
+                    self.model, batch.x.to(self.device), expl.val, expl.output_selection, batch.index
+                )
+                for name, curve in curves.items():
+                    parts[f"metric:{name}"].append(curve)
             if concepts is not None:
                 parts["concepts"].append(_numpy(concepts.val))
                 parts["concept_channels"].append(concepts.extras["features"].cpu().numpy().astype(np.int64))
@@ -265,6 +281,7 @@ class ShardExplainer:
             index.append(batch.index)
             ids.extend(batch.ids)
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        curves = {name: arrays[f"metric:{name}"] for name in self.metrics.curve_points}
         summaries = summary_table(
             arrays["val"],
             arrays["logits"],
@@ -276,6 +293,7 @@ class ShardExplainer:
             self.dataset.dataset_id,
             shard_id,
             self.store.audit_id,
+            metrics=self.metrics.summary_columns(curves) if curves else None,
         )
         self.store.write_shard(
             ShardResult(
@@ -291,6 +309,7 @@ class ShardExplainer:
                 concept_channels=arrays.get("concept_channels"),
                 concept_relevance=arrays.get("concept_relevance"),
                 layerwise={name: arrays[f"layer:{name}"] for name in self.layerwise} or None,
+                metrics=curves or None,
             )
         )
         if delay:

@@ -22,6 +22,7 @@ from .base import (
 )
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .metrics import MetricsSpec
 from .model_spec import ModelSpec
 
 # -- target ---------------------------------------------------------------------------------------
@@ -145,6 +146,7 @@ class AuditConfig(StrictModel):
     ray: RaySpec = RaySpec()
     retries: NonNegativeInt = 2
     batch_size: PositiveInt = 64
+    metrics: MetricsSpec = MetricsSpec()
 
     @model_validator(mode="after")
     def _preprocessing_fits_dataset(self) -> AuditConfig:
