@@ -6,6 +6,7 @@ Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -19,12 +20,25 @@ from lrp_tasks.distributed import run_shards
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 
+PREPARE_HOOK = "LRP_AUDIT_TEST_PREPARE_SECONDS"
+"""Test hook: store preparation lasts this much longer (after the store exists), so a test can
+interrupt a run there."""
+TIMING_KEYS = (
+    "samples_explained",
+    "samples_per_second",
+    "samples_per_second_running",
+    "startup_seconds",
+    "seconds",
+    "nodes",
+)
+
 
 @task(name="prepare-store")
 def prepare_store(cfg: AuditConfig, digest: str, fresh: bool) -> dict[str, Any]:
     """Load the model once here (errors surface before any worker starts) and create the store."""
     explainer = ShardExplainer(cfg, digest=digest, create_mode="overwrite" if fresh else "resume")
     store = explainer.store
+    time.sleep(float(os.environ.get(PREPARE_HOOK, "0")))
     return {
         "plan": store.plan,
         "pending": store.pending_shards(),
@@ -42,7 +56,7 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
     artifact = create_progress_artifact(progress.percent, key="audit-progress", description="shards committed")
 
     def on_done(outcome: Any, raw: dict[str, Any]) -> None:
-        progress.shard_done(outcome.samples)
+        progress.shard_done(outcome.samples, outcome.seconds)
         update_progress_artifact(artifact, progress.percent)
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 
@@ -54,6 +68,9 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
         "seconds": seconds,
         "samples_explained": explained,
         "samples_per_second": explained / seconds if seconds > 0 and explained else 0.0,
+        # start-up = Ray start and the workers' model loads, until the first shard began
+        "samples_per_second_running": progress.running_samples_per_second,
+        "startup_seconds": progress.startup_seconds or 0.0,
         "nodes": sorted({o.get("node", "") for o in outcomes}),
         "shards_run": [o["shard_id"] for o in outcomes if o["explained"]],
     }
@@ -63,7 +80,8 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
 def report(cfg: AuditConfig, timing: dict[str, Any]) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
-    shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
+    kept = ("seconds", "samples_explained", "samples_per_second", "samples_per_second_running", "startup_seconds")
+    shown = {k: v for k, v in timing.items() if k in kept}
     create_markdown_artifact(markdown_report(cfg.name, cfg.output, stats, shown), key=f"audit-{_key(cfg.name)}")
     return stats
 
@@ -96,6 +114,6 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
         "audit_id": prepared["audit_id"],
         "shards": total,
         "shards_skipped": total - len(prepared["pending"]),
-        **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
+        **{k: timing[k] for k in TIMING_KEYS},
         **stats,
     }
