@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ[DASHBOARD_ENV] = "1"
     with stop_on_signals() as stopper:
         try:
-            return _run(args, began)
+            return _run(args, began, stopper.spared)
         except BaseException as exc:
             signum = stopper.received or interruption_signal(exc)
             if signum is None:
@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RunInterrupted(signum) from None
 
 
-def _run(args: argparse.Namespace, began: float) -> int:
+def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     from flows.temporary_server import start_in_background
 
     cfg = load_config(args.config)  # a bad config is refused before any server starts
@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace, began: float) -> int:
         updates["ray"] = updates.get("ray", cfg.ray).model_copy(update={"address": args.ray_address})
     cfg = cfg.model_copy(update=updates)
     if server is not None:
-        server.wait()
+        # stopped by Prefect's exit hook, after its log and event workers have flushed to it
+        spared.add(server.wait().server_process.pid)
     display = None if args.no_progress else progress_display(sys.stderr)
     if display is not None:
         progress.add_listener(display)

@@ -57,17 +57,18 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def descendants(pid: int | None = None) -> list[int]:
-    """PIDs of every process below ``pid`` (default: this process), parents before children."""
+def descendants(pid: int | None = None, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """PIDs of every process below ``pid`` (default: this process), parents before children,
+    leaving out the subtrees of ``exclude``."""
     if not Path("/proc/self/stat").exists():
         return []
     children = _children_map()
     found: list[int] = []
-    stack = list(children.get(pid or os.getpid(), []))
+    stack = [c for c in children.get(pid or os.getpid(), []) if c not in exclude]
     while stack:
         child = stack.pop(0)
         found.append(child)
-        stack.extend(children.get(child, []))
+        stack.extend(c for c in children.get(child, []) if c not in exclude)
     return found
 
 
@@ -87,11 +88,11 @@ def _signal_all(pids: list[int], signum: int) -> None:
             pass
 
 
-def stop_descendants(timeout: float = 5.0) -> list[int]:
-    """SIGTERM every descendant, SIGKILL those still running after ``timeout`` s; returns the PIDs
-    that had to be killed. The whole tree is listed first, so processes whose parent exits first
-    (Ray workers when their raylet stops) are not missed."""
-    pids = descendants()
+def stop_descendants(timeout: float = 5.0, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """SIGTERM every descendant (but the subtrees of ``exclude``), SIGKILL those still running after
+    ``timeout`` s; returns the PIDs that had to be killed. The whole tree is listed first, so
+    processes whose parent exits first (Ray workers when their raylet stops) are not missed."""
+    pids = descendants(exclude=exclude)
     if not pids:
         return []
     _signal_all(pids, signal.SIGTERM)
@@ -100,7 +101,7 @@ def stop_descendants(timeout: float = 5.0) -> list[int]:
         if not any(_alive(p) for p in pids):
             return []
         time.sleep(0.05)
-    stubborn = [p for p in pids + descendants() if _alive(p)]
+    stubborn = [p for p in pids + descendants(exclude=exclude) if _alive(p)]
     _signal_all(stubborn, signal.SIGKILL)
     return stubborn
 
@@ -126,16 +127,28 @@ class _Handler:
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self.received: int | None = None
+        self.spared: set[int] = set()
+        """Processes left to their owner's own shutdown (Prefect's atexit hook stops its temporary
+        server after its log and event workers have flushed to it); the watchdog still bounds it."""
         self._timer: threading.Timer | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:  # a second signal: no more waiting
             self.force()
         self.received = signum
-        self._timer = threading.Timer(self.grace, self.force)
-        self._timer.daemon = True
-        self._timer.start()
+        self.arm()
         raise RunInterrupted(signum)
+
+    def arm(self) -> None:
+        """Start the watchdog (once): it bounds the rest of the process's life, exit hooks included."""
+        if self._timer is None:
+            self._timer = threading.Timer(self.grace, self.force)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
     def force(self) -> None:
         if os.environ.get("LRP_DEBUG_WATCHDOG"):
@@ -150,15 +163,14 @@ class _Handler:
         sys.stderr.flush()
         os._exit(128 + (self.received or signal.SIGTERM))
 
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 @contextmanager
-def stop_on_signals(grace: float = GRACE_SECONDS) -> Iterator[_Handler]:
+def stop_on_signals(grace: float = GRACE_SECONDS, exiting: bool = True) -> Iterator[_Handler]:
     """Within the block, SIGTERM/SIGINT raise :class:`RunInterrupted` in the main thread; on the way
-    out of an interrupted block every remaining descendant process is stopped."""
+    out of an interrupted block every remaining descendant process is stopped. ``exiting``: the
+    process exits after an interrupted block (the command line), so the handlers and the watchdog
+    stay in place to bound its exit; False restores the previous handlers in any case."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("stop_on_signals() must run in the main thread")
     handler = _Handler(grace)
@@ -166,12 +178,13 @@ def stop_on_signals(grace: float = GRACE_SECONDS) -> Iterator[_Handler]:
     try:
         yield handler
     finally:
-        try:
-            if handler.received is not None:
-                # any exception may carry the interruption (Prefect can wrap it while reporting a
-                # crash): whatever it is, nothing this run started may outlive it
-                stop_descendants()
-        finally:
-            handler.cancel()
+        if handler.received is not None:
+            # the interruption may have surfaced as any exception (the caller sets `received`
+            # then): whatever it was, nothing this run started may outlive it. The watchdog stays
+            # armed until the process exits.
+            handler.arm()
+            stop_descendants(exclude=handler.spared)
+        if handler.received is None or not exiting:
+            handler.disarm()
             for signum, old in previous.items():
                 signal.signal(signum, old)

@@ -65,7 +65,7 @@ def test_a_signal_raises_run_interrupted_and_stops_the_children(signum):
     child, grandchild = _spawn_tree()
     try:
         with pytest.raises(RunInterrupted) as info:
-            with stop_on_signals(grace=60):
+            with stop_on_signals(grace=60, exiting=False):
                 os.kill(os.getpid(), signum)
                 for _ in range(1000):  # the handler runs at the next bytecode boundary
                     time.sleep(0.01)
