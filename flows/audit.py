@@ -104,11 +104,19 @@ def audit(config: AuditConfig | None = None, config_path: str | None = None, fre
     check_files(cfg)
     digest = config_digest(cfg)
     cfg = audit_config_for_workers(cfg)
+    phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     prepared = prepare_store(cfg, digest, fresh)
+    phases["prepare_store"] = time.perf_counter()
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
+    phases["explain"] = time.perf_counter()
     stats = report(cfg, timing)
+    phases["report"] = time.perf_counter()
+    marks = list(phases.values())
+    phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}
+    phase_seconds["ray_start_and_model_loads"] = timing.get("startup_seconds", 0.0)
     return {
+        "phase_seconds": phase_seconds,
         "audit": cfg.name,
         "store": cfg.output,
         "audit_id": prepared["audit_id"],

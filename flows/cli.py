@@ -75,9 +75,12 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     if args.ray_address:
         updates["ray"] = updates.get("ray", cfg.ray).model_copy(update={"address": args.ray_address})
     cfg = cfg.model_copy(update=updates)
+    waited = time.perf_counter()
     if server is not None:
         # stopped by Prefect's exit hook, after its log and event workers have flushed to it
         spared.add(server.wait().server_process.pid)
+    waited = time.perf_counter() - waited
+    flow_called = time.perf_counter()
     display = None if args.no_progress else progress_display(sys.stderr)
     if display is not None:
         progress.add_listener(display)
@@ -87,8 +90,16 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
         if display is not None:
             progress.remove_listener(display)
             display.close()
+    ended = time.perf_counter()
+    phases = result.setdefault("phase_seconds", {})
+    phases["command_before_flow"] = flow_called - began  # imports, config, the temporary server
+    phases["waiting_for_prefect_server"] = waited  # the part of the server's start not hidden by imports
+    phases["prefect_flow_engine"] = (ended - flow_called) - sum(
+        phases.get(k, 0.0) for k in ("prepare_store", "explain", "report")
+    )
+    phases["command_total"] = ended - began
     print(json.dumps(result, indent=2, default=str))
-    print(rates_line(result, time.perf_counter() - began), file=sys.stderr)
+    print(rates_line(result, ended - began), file=sys.stderr)
     return 0
 
 

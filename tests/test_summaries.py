@@ -276,3 +276,18 @@ def test_summary_table_is_summarize_as_arrow() -> None:
     assert table.schema.equals(SUMMARY_SCHEMA)
     pd.testing.assert_frame_equal(table.to_pandas(), summarize(*args, explained_at=WHEN))
     assert table.num_rows == 8 and table.column("target_rank").to_pylist() == [0, 1] * 4
+
+
+def test_statistics_are_the_same_on_one_thread_and_several() -> None:
+    """Large shards are summarised in parallel row blocks; the rows do not depend on the split."""
+    from lrp_tasks.summaries import _PARALLEL_MIN_ELEMENTS, _row_statistics
+
+    rng = np.random.default_rng(7)
+    size = 3 * 64 * 64
+    rows = _PARALLEL_MIN_ELEMENTS // size + 3
+    flat = rng.standard_normal((rows, size), dtype=np.float32)
+    flat[1] = 0.0
+    one = _row_statistics(flat, 5, threads=1)
+    four = _row_statistics(flat, 5, threads=4)
+    for key in one:
+        np.testing.assert_array_equal(one[key], four[key], err_msg=key)
