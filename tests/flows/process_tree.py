@@ -6,6 +6,7 @@ are found even after they are re-parented."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -87,10 +88,8 @@ def _decode_address(hex_addr: str) -> str:
     if len(raw) == 4:
         ip = ".".join(str(b) for b in raw[::-1])
     else:  # four little-endian 32-bit words
-        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-        import ipaddress
-
-        ip = str(ipaddress.IPv6Address(words))
+        address = ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+        ip = f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else str(address)
     return f"{ip}:{int(port_hex, 16)}"
 
 
@@ -111,8 +110,10 @@ def listening_sockets(pids: set[int]) -> list[tuple[int, str]]:
 
 
 def is_loopback(address: str) -> bool:
-    ip = address.rsplit(":", 1)[0]
-    return ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") or ip.startswith("::ffff:127.")
+    """127.0.0.0/8, ::1, or an IPv4-mapped 127.x address (``::ffff:127.0.0.1``)."""
+    ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 @dataclass

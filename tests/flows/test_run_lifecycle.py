@@ -95,14 +95,14 @@ def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path
         run.wait_for(lambda: _shard_committed(run, tmp_path))
         pids = {pid for pid, _ in marked(run.marker)}
         sockets = listening_sockets(pids)
+        owners = {pid: cmdline(pid) for pid, _ in sockets}
         rc = run.finish()
     finally:
         run.kill_all()
     err = run.stderr()
     assert rc == 0, err[-3000:]
-    owners = {cmdline(pid).split()[0].rsplit("/", 1)[-1] for pid, _ in sockets}
-    assert len(sockets) >= 4 and any("raylet" in o or "gcs_server" in o for o in owners), sockets
-    exposed = [(pid, addr, cmdline(pid)) for pid, addr in sockets if not is_loopback(addr)]
+    assert len(sockets) >= 4 and any("raylet" in o or "gcs_server" in o for o in owners.values()), owners
+    exposed = [(pid, addr, owners[pid]) for pid, addr in sockets if not is_loopback(addr)]
     assert not exposed, f"listening beyond loopback: {exposed}"
     # no token-authentication warning, no progress redraws in a file, rates with and without start-up
     assert "Token authentication" not in err and "RAY_AUTH_MODE" not in err, err[-3000:]
