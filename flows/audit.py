@@ -56,7 +56,7 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
     artifact = create_progress_artifact(progress.percent, key="audit-progress", description="shards committed")
 
     def on_done(outcome: Any, raw: dict[str, Any]) -> None:
-        progress.shard_done(outcome.samples, outcome.seconds)
+        progress.shard_done(outcome.samples, outcome.seconds, raw.get("started_at"))
         update_progress_artifact(artifact, progress.percent)
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 

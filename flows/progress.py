@@ -56,15 +56,19 @@ class Progress:
         self.skipped_shards = self.done_shards
         _notify(self)
 
-    def shard_done(self, samples: int, seconds: float | None = None) -> None:
-        """One more shard committed: `samples` explained in `seconds` on its worker."""
+    def shard_done(self, samples: int, seconds: float | None = None, started_at: float | None = None) -> None:
+        """One more shard committed: `samples` explained in `seconds` on its worker, which began it at
+        wall-clock time `started_at` (preferred: the driver may see a result well after it ended)."""
         now = time.perf_counter()
         self.done_shards += 1
         self.samples += samples
         if self.first_done is None:
             self.first_done = now
         self.last_done = now
-        began = now - (seconds if seconds is not None else 0.0)
+        if started_at is not None:
+            began = now - max(0.0, time.time() - started_at)
+        else:
+            began = now - (seconds if seconds is not None else 0.0)
         self.work_started = began if self.work_started is None else min(self.work_started, began)
         _notify(self)
 

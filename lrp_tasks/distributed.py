@@ -125,8 +125,10 @@ class ShardWorker:
                 "device": str(self.explainer.device)}
 
     def explain(self, shard_id: int, start: int, stop: int) -> dict[str, Any]:
+        started_at = time.time()  # wall clock: when the shard really began (not when the driver saw it end)
         outcome = self.explainer.explain_shard(shard_id, start, stop)
         out = outcome.to_dict()
+        out["started_at"] = started_at
         out["node"] = ray.get_runtime_context().get_node_id()
         return out
 

@@ -111,3 +111,16 @@ def test_version(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.strip() == f"lrp-audit {package_version()}" and out.strip() != "lrp-audit"
+
+
+def test_running_rate_uses_when_shards_really_began(clock, monkeypatch):
+    """Results can reach the driver late and together; the workers' start times keep the rate honest."""
+    wall = Clock()
+    monkeypatch.setattr(progress_module.time, "time", wall)
+    p = Progress(total_shards=2)
+    clock.now += 10
+    wall.now += 10
+    # two shards of 2 s ran one after the other (began at wall 1002 and 1004), both reported at 1010
+    p.shard_done(100, seconds=2.0, started_at=1002.0)
+    p.shard_done(100, seconds=2.0, started_at=1004.0)
+    assert p.running_samples_per_second == pytest.approx(200 / 8)
