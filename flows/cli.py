@@ -78,7 +78,9 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     waited = time.perf_counter()
     if server is not None:
         # stopped by Prefect's exit hook, after its log and event workers have flushed to it
-        spared.add(server.wait().server_process.pid)
+        process = server.wait().server_process
+        if process is not None:
+            spared.add(process.pid)
     waited = time.perf_counter() - waited
     flow_called = time.perf_counter()
     display = None if args.no_progress else progress_display(sys.stderr)

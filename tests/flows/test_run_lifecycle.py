@@ -89,7 +89,9 @@ def test_a_signal_anywhere_stops_every_process_of_the_run(tmp_path, point, signu
 
 
 def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path):
-    run = WatchedRun(_config(tmp_path), _env(tmp_path, LRP_AUDIT_TEST_SHARD_SECONDS="2"), tmp_path)
+    # with the dashboard asked for (LRP_AUDIT_RAY_DASHBOARD, what --ray-dashboard sets): it too stays on loopback
+    env = _env(tmp_path, LRP_AUDIT_TEST_SHARD_SECONDS="2", LRP_AUDIT_RAY_DASHBOARD="1")
+    run = WatchedRun(_config(tmp_path), env, tmp_path)
     try:
         # every Ray process (GCS, raylet, agents, both workers) is up once a shard is committed
         run.wait_for(lambda: _shard_committed(run, tmp_path))
@@ -102,6 +104,7 @@ def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path
     err = run.stderr()
     assert rc == 0, err[-3000:]
     assert len(sockets) >= 4 and any("raylet" in o or "gcs_server" in o for o in owners.values()), owners
+    assert any("dashboard/dashboard.py" in o for o in owners.values()), owners
     exposed = [(pid, addr, owners[pid]) for pid, addr in sockets if not is_loopback(addr)]
     assert not exposed, f"listening beyond loopback: {exposed}"
     # no token-authentication warning, no progress redraws in a file, rates with and without start-up
