@@ -15,6 +15,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from flows import cli_report
 from flows.interrupt import RunInterrupted, interruption_signal, stop_on_signals
 from lrp_tasks.config import ConfigError, check_files, load_config
 
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     if display is not None:
         progress.add_listener(display)
     try:
-        result = audit(config=cfg, fresh=args.fresh)
+        result = audit(config=cfg, fresh=args.fresh, compare_with=args.compare_with)
     finally:
         if display is not None:
             progress.remove_listener(display)
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ray-dashboard", action="store_true", help="start Ray's dashboard (127.0.0.1 only) with a private local Ray"
     )
+    run.add_argument("--compare-with", help="an earlier audit directory to compare the result with")
     run.set_defaults(func=cmd_run)
     summary = sub.add_parser("summary", help="print the summary table of an audit directory")
     summary.add_argument("audit")
@@ -161,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate a config and the files it names")
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
+    cli_report.add_parser(sub)
     return parser
 
 
@@ -183,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         from lrp_tasks.store import AuditStoreError
 
         if isinstance(exc, ShardsFailedError | ClusterResourceError | AuditStoreError | FileNotFoundError):
+            print(f"lrp-audit: {exc}", file=sys.stderr)
+            return 1
+        if cli_report.is_user_error(args, exc):
             print(f"lrp-audit: {exc}", file=sys.stderr)
             return 1
         raise
