@@ -73,6 +73,7 @@ def test_a_signal_anywhere_stops_every_process_of_the_run(tmp_path, point, signu
     run = WatchedRun(_config(tmp_path), env, tmp_path)
     try:
         run.wait_for(lambda: POINTS[point](run, tmp_path))
+        run.wait_for(lambda: len(run.seen) >= 2)  # the watcher (every 0.1 s) has recorded the run's children
         before = {pid for pid, _ in run.seen}
         already = len(run.stderr())  # judge only what the run printed once interrupted
         run.send(signum, group=group)
