@@ -132,7 +132,10 @@ def bare(config: Path, workers: int, processes: bool) -> dict[str, float]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", BARE_WORKER, str(config), str(threads), str(i), str(count)],
-            stdout=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=ROOT,
         )
         for i in range(count)
     ]
@@ -148,7 +151,10 @@ def flow(config: Path, workers: int, prefect_home: Path) -> dict[str, float]:
     start = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows", "run", str(config), "--workers", str(workers), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**env(), "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "WARNING"},
     )
     memory = PeakMemory(proc.pid)
@@ -189,9 +195,11 @@ def main() -> None:
                 else:
                     res = bare(config, args.workers, processes=name == "bare processes")
                 results[name].append(res)
-                print(f"round {r + 1} {name:<15} {res['samples']} samples: {res['samples'] / res['wall']:8,.0f} "
-                      f"samples/s end to end, {res['steady']:8,.0f} steady, fixed start {res['fixed']:.1f} s",
-                      flush=True)
+                print(
+                    f"round {r + 1} {name:<15} {res['samples']} samples: {res['samples'] / res['wall']:8,.0f} "
+                    f"samples/s end to end, {res['steady']:8,.0f} steady, fixed start {res['fixed']:.1f} s",
+                    flush=True,
+                )
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] if key != "e2e" else r["samples"] / r["wall"] for r in results[name])
@@ -199,14 +207,18 @@ def main() -> None:
     w = args.workers
     print(f"\nmedians over {args.rounds} interleaved rounds, {results['flow'][0]['samples']} samples, W = {w}:")
     print(f"{'variant':<44}{'end to end':>12}{'steady':>10}{'fixed start':>13}")
-    labels = {"bare threads": f"bare loop, 1 process x {w} threads",
-              "bare processes": f"bare loop, {w} processes x 1 thread",
-              "flow": f"lrp-audit run, {w} Ray workers x 1 thread"}
+    labels = {
+        "bare threads": f"bare loop, 1 process x {w} threads",
+        "bare processes": f"bare loop, {w} processes x 1 thread",
+        "flow": f"lrp-audit run, {w} Ray workers x 1 thread",
+    }
     for name, label in labels.items():
         print(f"{label:<44}{med(name, 'e2e'):>12,.0f}{med(name, 'steady'):>10,.0f}{med(name, 'fixed'):>12.1f}s")
     for base in ("bare threads", "bare processes"):
-        print(f"flow / {base}: end to end {med('flow', 'e2e') / med(base, 'e2e'):.2f}, "
-              f"steady {med('flow', 'steady') / med(base, 'steady'):.2f}")
+        print(
+            f"flow / {base}: end to end {med('flow', 'e2e') / med(base, 'e2e'):.2f}, "
+            f"steady {med('flow', 'steady') / med(base, 'steady'):.2f}"
+        )
     flows = results["flow"]
     phases = {k: statistics.median(r["phases"].get(k, 0.0) for r in flows) for k in flows[0]["phases"]}
     print("flow's time, median seconds per phase:")

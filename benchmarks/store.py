@@ -192,9 +192,7 @@ def main() -> None:
                 def fresh(audit: Path = audit) -> None:
                     shutil.rmtree(audit, ignore_errors=True)
 
-                def write(
-                    audit: Path = audit, spec: Any = spec, impl: Impl = impl, pre: dict | None = None
-                ) -> None:
+                def write(audit: Path = audit, spec: Any = spec, impl: Impl = impl, pre: dict | None = None) -> None:
                     store = impl.store.AuditStore.create_or_open(audit, spec, mode="resume")
                     for sid, a, b in plan:
                         summaries = pre[sid] if pre else summaries_of(impl, sid, a, b)
@@ -228,9 +226,7 @@ def main() -> None:
         bar = f"np.save + fsync {dtype}"
         ratio = f"{min(times[bar]) / min(ts):.2f}" if dtype and bar in times and not key.startswith("np.") else ""
         on_disk = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
-        print(
-            f"{key:<58}{args.n / min(ts):>12,.0f}{args.n / statistics.median(ts):>10,.0f}{ratio:>18}{on_disk:>12}"
-        )
+        print(f"{key:<58}{args.n / min(ts):>12,.0f}{args.n / statistics.median(ts):>10,.0f}{ratio:>18}{on_disk:>12}")
     if args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -153,6 +153,7 @@ class _Handler:
     def force(self) -> None:
         if os.environ.get("LRP_DEBUG_WATCHDOG"):
             import faulthandler
+
             faulthandler.dump_traceback(all_threads=True)
         pids = descendants()
         _signal_all(pids, signal.SIGKILL)
@@ -162,7 +163,6 @@ class _Handler:
         )
         sys.stderr.flush()
         os._exit(128 + (self.received or signal.SIGTERM))
-
 
 
 @contextmanager

@@ -134,7 +134,11 @@ class WatchedRun:
         self._out, self._err = open(self.stdout_path, "w"), open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flows", "run", str(self.config)],
-            cwd=ROOT, env=env, stdout=self._out, stderr=self._err, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=self._err,
+            start_new_session=True,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)

@@ -13,12 +13,15 @@ from tests.flows.process_tree import _decode_address, is_loopback, listening_soc
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 
 
-@pytest.mark.parametrize(("host", "family", "loopback"), [
-    ("127.0.0.1", socket.AF_INET, True),
-    ("0.0.0.0", socket.AF_INET, False),
-    ("::1", socket.AF_INET6, True),
-    ("::", socket.AF_INET6, False),
-])
+@pytest.mark.parametrize(
+    ("host", "family", "loopback"),
+    [
+        ("127.0.0.1", socket.AF_INET, True),
+        ("0.0.0.0", socket.AF_INET, False),
+        ("::1", socket.AF_INET6, True),
+        ("::", socket.AF_INET6, False),
+    ],
+)
 def test_listening_sockets_of_this_process_are_found_and_judged(host, family, loopback):
     try:
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -123,7 +123,15 @@ def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path
     assert 0 < result["samples_per_second"] <= result["samples_per_second_running"]
     # where the fixed start cost goes (benchmarks/pipeline.py prints these)
     phases = result["phase_seconds"]
-    for key in ("prepare_store", "explain", "report", "ray_start_and_model_loads", "command_before_flow",
-                "waiting_for_prefect_server", "prefect_flow_engine", "command_total"):
+    for key in (
+        "prepare_store",
+        "explain",
+        "report",
+        "ray_start_and_model_loads",
+        "command_before_flow",
+        "waiting_for_prefect_server",
+        "prefect_flow_engine",
+        "command_total",
+    ):
         assert phases[key] >= 0, key
     assert phases["command_total"] >= phases["explain"] >= phases["ray_start_and_model_loads"]
