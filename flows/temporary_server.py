@@ -6,8 +6,8 @@ first use. ``lrp-audit run`` starts that same server itself, for two reasons:
 * **Interrupts.** Prefect starts it in the run's process group, so a Ctrl-C in a terminal (or any
   signal sent to the group) killed the server first; the flow then spent its shutdown retrying
   calls to a dead API. In a session of its own it only stops when the run stops it.
-* **Start-up time.** It starts in a background thread while the command imports torch, Ray and the
-  flow, instead of after them.
+* **Start-up time.** It starts in a background thread (once the config has passed every check)
+  while the command imports Prefect's flow engine, Ray and the flow, instead of after them.
 
 Outside the run's process group the server would survive a SIGKILL of the run (or of its group);
 on Linux it therefore gets SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG``), and
