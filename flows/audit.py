@@ -6,7 +6,9 @@ Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -15,23 +17,59 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
 from flows.report import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
-from lrp_tasks.config import AuditConfig, check_files, load_config
+from lrp_tasks.checks import audit_digest, prepare_audit
+from lrp_tasks.config import AuditConfig, config_dir, load_config
 from lrp_tasks.distributed import run_shards
 from lrp_tasks.report import AuditsNotComparableError, write_report
 from lrp_tasks.report.tables import per_class_table
 from lrp_tasks.sanity import run_efficient_mprt
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.shard import audit_config_for_workers
 from lrp_tasks.store import AuditStoreError, lock_store, open_audit
 from lrp_tasks.store.lock import describe
 
+PREPARE_HOOK = "LRP_AUDIT_TEST_PREPARE_SECONDS"
+"""Test hook: store preparation lasts this much longer (after the store exists), so a test can
+interrupt a run there."""
+TIMING_KEYS = (
+    "samples_explained",
+    "samples_per_second",
+    "samples_per_second_running",
+    "startup_seconds",
+    "seconds",
+    "nodes",
+)
+
+
+def audit_parameters(
+    config: AuditConfig | None, config_path: str | None, base_dir: str | None = None
+) -> tuple[AuditConfig, Path, str, list[str]]:
+    """The flow's parameters as (config, the directory its relative paths resolve against, how
+    errors name it, notes to log). A typed ``config`` wins over ``config_path`` (a deployment's
+    default path must not block a run started from the UI's form)."""
+    notes = []
+    if config is not None:
+        if config_path is not None:
+            notes.append(f"both config and config_path given: running the config parameter, ignoring {config_path}")
+        root = Path(base_dir) if base_dir else Path.cwd()
+        return config, root.absolute(), f"flow parameter config (audit {config.name!r})", notes
+    if config_path is None:
+        raise ValueError("give the audit as config (the typed form) or config_path (a YAML file)")
+    root = Path(base_dir).absolute() if base_dir else config_dir(config_path)
+    return load_config(config_path), root, config_path, notes
+
 
 @task(name="prepare-store")
-def prepare_store(cfg: AuditConfig, digest: str | None, fresh: bool) -> dict[str, Any]:
-    """Load the model once here (errors surface before any worker starts), create or check the store,
-    and un-commit committed shards whose files are damaged (checked cheaply) so that they are redone."""
-    explainer = ShardExplainer(cfg, digest=digest, create_mode="overwrite" if fresh else "resume")
+def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh: bool) -> dict[str, Any]:
+    """Run every check of the audit, loading the model once here (errors surface before any worker
+    starts), and create or reopen the store."""
+    explainer = prepare_audit(
+        cfg, root=root, source=source, digest=digest, store_mode="overwrite" if fresh else "resume"
+    )
     store = explainer.store
+    assert store is not None
+    time.sleep(float(os.environ.get(PREPARE_HOOK, "0")))
     try:
+        # committed shards whose files are damaged (checked cheaply: presence, sizes) are redone
         redone = store.redo_damaged(deep=False)
         if redone:
             get_run_logger().warning(
@@ -53,7 +91,7 @@ def prepare_store(cfg: AuditConfig, digest: str | None, fresh: bool) -> dict[str
 
 @task(name="explain-shards-on-ray")
 def explain_on_ray(
-    cfg: AuditConfig, digest: str | None, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
+    cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
 ) -> dict[str, Any]:
     """One Prefect task drives a Ray actor pool; progress goes to the logs and a progress artifact."""
     logger = get_run_logger()
@@ -61,7 +99,7 @@ def explain_on_ray(
     artifact = create_progress_artifact(progress.percent, key="audit-progress", description="shards committed")
 
     def on_done(outcome: Any, raw: dict[str, Any]) -> None:
-        progress.shard_done(outcome.samples)
+        progress.shard_done(outcome.samples, outcome.seconds, raw.get("started_at"))
         update_progress_artifact(artifact, progress.percent)
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 
@@ -73,6 +111,9 @@ def explain_on_ray(
         "seconds": seconds,
         "samples_explained": explained,
         "samples_per_second": explained / seconds if seconds > 0 and explained else 0.0,
+        # start-up = Ray start and the workers' model loads, until the first shard began
+        "samples_per_second_running": progress.running_samples_per_second,
+        "startup_seconds": progress.startup_seconds or 0.0,
         "nodes": sorted({o.get("node", "") for o in outcomes}),
         "shards_run": [o["shard_id"] for o in outcomes if o["explained"]],
     }
@@ -82,7 +123,8 @@ def explain_on_ray(
 def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = None) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
-    shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
+    kept = ("seconds", "samples_explained", "samples_per_second", "samples_per_second_running", "startup_seconds")
+    shown = {k: v for k, v in timing.items() if k in kept}
     changed, note = None, plan.note if plan else ""
     if plan and plan.against:
         try:
@@ -114,46 +156,59 @@ def audit(
     config_path: str | None = None,
     fresh: bool = False,
     compare_with: str | None = None,
+    base_dir: str | None = None,
 ) -> dict[str, Any]:
     """Explain every sample of the configured dataset and keep the results.
 
-    config: the audit (the Prefect UI shows it as a form), or config_path: a YAML file;
-    fresh: wipe an existing store instead of resuming it;
-    compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and is
-    compared with the last successful run of the same deployment) or the path of an audit to compare with."""
-    if (config is None) == (config_path is None):
-        raise ValueError("give exactly one of config or config_path")
-    cfg = config if config is not None else load_config(config_path)
-    # relative paths in a config resolve against the working directory (the repository root for
-    # conf/*.yaml and for the deployment, whose pull step sets it)
-    check_files(cfg)
-    plan = plan_comparison(compare_with, cfg.output)
-    if plan.output != cfg.output:
+    Args:
+        config: The audit, field by field. When given it is run, and config_path is ignored.
+        config_path: A YAML audit file (relative: to the run's working directory, the project
+            directory in a deployment); its relative paths resolve against its own directory.
+        fresh: Wipe an existing store instead of resuming it.
+        compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and
+            is compared with the last successful run of the same deployment) or the path of an
+            audit to compare with.
+        base_dir: The directory relative paths of the audit resolve against (default: the config
+            file's directory, or the working directory for the config form).
+    """
+    cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
+    for note in notes:
+        get_run_logger().warning(note)
+    digest = audit_digest(cfg)  # the output is not part of it: a run directory resumes like any store
+    output = audit_config_for_workers(cfg, root).output
+    plan = plan_comparison(compare_with, output)
+    if plan.output != output:
         cfg = cfg.model_copy(update={"output": plan.output})
-    cfg = audit_config_for_workers(cfg)
-    # The store computes its identity digest itself, without the operational fields (ray, output, ...),
-    # so that a store resumes with other resources or after being moved.
-    digest = None
+    phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
     # process dies); workers carry its token and check it before every commit.
-    with lock_store(cfg.output) as lock:
+    with lock_store(plan.output) as lock:
         if lock.previous is not None:
             get_run_logger().warning(
                 "took over the store lock from %s, which ended without releasing it", describe(lock.previous)
             )
-        prepared = prepare_store(cfg, digest, fresh)
+        prepared = prepare_store(cfg, root, source, digest, fresh)
+        phases["prepare_store"] = time.perf_counter()
+        cfg = audit_config_for_workers(cfg, root)
         total = len(prepared["plan"])
         timing = explain_on_ray(cfg, digest, prepared["pending"], total, lease=lock.token)
+        phases["explain"] = time.perf_counter()
         if cfg.metrics.efficient_mprt is not None:
             sanity_check(cfg)
+        phases["sanity_check"] = time.perf_counter()
         stats = report(cfg, timing, plan)
+        phases["report"] = time.perf_counter()
+    marks = list(phases.values())
+    phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}
+    phase_seconds["ray_start_and_model_loads"] = timing.get("startup_seconds", 0.0)
     return {
+        "phase_seconds": phase_seconds,
         "audit": cfg.name,
         "store": cfg.output,
         "audit_id": prepared["audit_id"],
         "shards": total,
         "shards_skipped": total - len(prepared["pending"]),
         "shards_redone": prepared["redone"],
-        **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
+        **{k: timing[k] for k in TIMING_KEYS},
         **stats,
     }

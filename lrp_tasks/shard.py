@@ -83,7 +83,8 @@ class ShardExplainer:
 
     Building it checks what the config can only be checked against with the model: layer names of
     ``storage.layerwise`` and ``storage.crp.layer``, CRP feature counts and indices, the target class
-    or k against the number of classes. A probe sample gives the shapes the store is created with."""
+    or k against the number of classes. A probe sample gives the shapes the store is created with.
+    ``open_store=False`` makes every check and opens no store (``lrp-audit validate``)."""
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class ShardExplainer:
         digest: str | None = None,
         device: str | None = None,
         create_mode: str = "resume",
+        open_store: bool = True,
         lease: str | None = None,
     ) -> None:
         self.cfg = cfg
@@ -105,7 +107,12 @@ class ShardExplainer:
         self.metrics = self._build_metrics()
         probe = self.dataset.read(0, 1)
         x = probe.x.to(self.device)
-        expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
+        try:
+            expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
+        except RuntimeError as exc:  # e.g. the model expects another input shape than the dataset's
+            raise self._config_error(
+                "model", f"explaining the first sample (shape {tuple(x.shape[1:])}) fails: {exc}"
+            ) from exc
         n_classes = int(expl.output.shape[1])
         self._check_target(n_classes)
         layer_shapes = {name: tuple(r.shape[1:]) for name, r in self._layer_relevances(expl).items()}
@@ -130,7 +137,9 @@ class ShardExplainer:
             composite=repr(self.analyzer),
             class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
         )
-        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease)
+        self.store = (
+            AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease) if open_store else None
+        )
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"
 
     # -- configuration ----------------------------------------------------------------------

@@ -66,8 +66,11 @@ class MetricsSpec(StrictModel):
     """Faithfulness metrics; each is off while absent."""
 
     region_perturbation: RegionPerturbationSpec | None = None
+    """Region perturbation curves and AOPC per explanation (off when absent)."""
     pixel_flipping: PixelFlippingSpec | None = None
+    """Pixel flipping curves and AOPC per explanation (off when absent)."""
     efficient_mprt: EfficientMPRTSpec | None = None
+    """Efficient MPRT model-randomisation sanity check, once per audit (off when absent)."""
     batch_size: PositiveInt = Field(1024, description="perturbed inputs per forward pass on the worker")
 
     @property
