@@ -46,10 +46,3 @@ def test_dense_layer_concepts_are_neurons_and_bad_arguments_refused():
         CRP(analyzer, 0, IndexedFeatures(9))(torch.randn(2, 5))
     with pytest.raises(ValueError, match="no layer named"):
         CRP(analyzer, "nope", TopNFeatures(1))
-
-
-def test_crp_on_a_graph_model_is_refused_clearly():
-    from .resnets import small_resnet
-
-    with pytest.raises(TypeError, match="sequential analyzer"):
-        CRP(LRP(canonize(small_resnet()), EpsilonPlus()), "layer1.0.conv1", TopNFeatures(2))
