@@ -91,7 +91,8 @@ class ShardExplainer:
         loaded = load_model(cfg.model)
         model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
         try:
-            self.analyzer = LRP(model, build_composite(cfg.composite))
+            # conservation is measured per sample into the summaries, not warned about
+            self.analyzer = LRP(model, build_composite(cfg.composite), conservation_tolerance=None)
         except UnmatchedSelectorError as exc:
             raise self._config_error("composite.rules", str(exc)) from exc
         self.layerwise = self._check_layerwise()

@@ -211,3 +211,28 @@ def test_samples_with_nan_are_refused_by_id_and_nothing_is_committed(tmp_path, m
     with pytest.raises(SampleError, match=rf"1 sample\(s\) contain NaN or inf.*ids \['{second}'\]"):
         ex.explain_shard(0, 0, SHARD)
     assert open_audit(str(tmp_path / "audit")).committed_shards == set()
+
+
+@pytest.mark.parametrize("kind", ["builder", "export"])
+def test_every_documented_model_kind_is_explained_end_to_end(tmp_path, kind) -> None:
+    """builder and torch.export programs give the same audit (the export is lowered onto layers
+    named after its weights, so layerwise names and CRP layers are the original's)."""
+    from lrp_tasks.models.digits import build_digits_cnn
+    from lrp_tasks.sources import load_model
+
+    reference = explainer(tmp_path / "ref", storage={"keep_input": False, "layerwise": ["conv2"]})
+    model = {}
+    if kind == "export":
+        module = load_model(reference.cfg.model).module
+        assert isinstance(module, type(build_digits_cnn()))
+        path = tmp_path / "digits.pt2"
+        torch.export.save(torch.export.export(module.eval(), (torch.rand(1, 1, 8, 8),)), str(path))
+        model = {"model": {"kind": "export", "path": str(path)}}
+    storage = {"keep_input": False, "layerwise": ["conv2"], "crp": {"layer": "conv2", "features": 2}}
+    ex = explainer(tmp_path / kind, storage=storage, **model)
+    assert ex.explain_shard(0, 0, SHARD).explained
+    audit = open_audit(str(tmp_path / kind / "audit"))
+    batch = reference.dataset.read(0, BATCH)
+    expected = reference.analyzer.analyze(batch.x, None).val.numpy()
+    np.testing.assert_allclose(audit.relevance.values[:BATCH], expected, rtol=1e-5, atol=1e-6)
+    assert audit.layerwise("conv2").shape[1:] == (32, 8, 8)

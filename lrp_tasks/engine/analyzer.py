@@ -10,6 +10,7 @@ only for the duration of a call and restored; in-place layers run on copies)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from .selection import SeedMode, Selection, TopK, output_relevance, resolve_sele
 from .tracing import build_plan, named_leaf_layers
 
 
+class ConservationWarning(UserWarning):
+    """The input relevance of an analysis is far from what was seeded at the output."""
+
+
 @dataclass
 class ForwardRecord:
     """What one analysis recorded: per layer step its context, per function step its record."""
@@ -45,7 +50,8 @@ class ForwardRecord:
 def inference_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode (BatchNorm running stats, no dropout) for the duration of an analysis."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+    for module, _ in modes:  # not model.eval(): exported programs refuse it, their graph is fixed
+        module.training = False
     try:
         yield
     finally:
@@ -71,7 +77,12 @@ class LRP:
     ``LRP(model, composite)`` lowers the model onto a plan (an ``nn.Sequential`` is flattened;
     ``flatten=False`` keeps its top-level children as layers; other models are traced with
     torch.fx), assigns every step its rule, and runs the model checks (``skip_checks=True`` to opt
-    out). Call it on a batch: ``analyzer(x)`` or ``analyze(x, analyzer, selection)``."""
+    out). Call it on a batch: ``analyzer(x)`` or ``analyze(x, analyzer, selection)``.
+
+    An analysis whose input relevance differs from the seeded output relevance by more than
+    `conservation_tolerance` (relative, per sample) warns with a :class:`ConservationWarning`
+    that gives the figure (biases and stabilizers absorb relevance; rules with ``zero_bias=True``
+    conserve); ``None`` turns the check off."""
 
     name = "LRP"
 
@@ -83,8 +94,11 @@ class LRP:
         flatten: bool = True,
         skip_checks: bool = False,
         config: LRPConfig = LRP_CONFIG,
+        conservation_tolerance: float | None = 0.05,
     ) -> None:
         self.plan: Plan = build_plan(model, flatten=flatten, config=config)
+        self.conservation_tolerance = conservation_tolerance
+        self._warned_conservation = False
         self.model = model
         self.composite = composite if composite is not None else Composite(name="default: ZeroRule")
         targets = [i for i, s in enumerate(self.plan.steps) if s.kind in (LAYER, FUNCTION)]
@@ -286,6 +300,7 @@ class LRP:
                 index = resolve_selection(selection, logits)
             seed_relevance = output_relevance(logits.detach(), index, seed)
             val, layerwise = self.relevance_pass(record, seed_relevance, keep_layerwise=layerwise_relevances)
+            self._check_conservation(val, seed_relevance)
         extras: dict[str, Any] = {"seed": seed}
         if layerwise is not None:
             extras["layerwise_relevances"] = {name: _unflatten_k(r, k) for name, r in layerwise.items()}
@@ -300,6 +315,28 @@ class LRP:
         )
 
     __call__ = analyze
+
+    def _check_conservation(self, val: Tensor, seeded: Tensor) -> None:
+        """Warn (once per analyzer), with the figure, when the input relevance is far from the seeded
+        relevance."""
+        if self.conservation_tolerance is None or self._warned_conservation:
+            return
+        want = seeded.sum(dim=1)
+        got = val.detach().flatten(start_dim=1).sum(dim=1)
+        gap = (got - want).abs() / want.abs().clamp_min(torch.finfo(want.dtype).tiny)
+        bad = gap > self.conservation_tolerance
+        if bool(bad.any()):
+            self._warned_conservation = True
+            worst = int(gap.argmax())
+            warnings.warn(
+                f"LRP conservation: the input relevance of {int(bad.sum())} of {len(gap)} samples differs from the "
+                f"explained output by more than {self.conservation_tolerance:.0%} (worst: sample {worst}, "
+                f"{got[worst].item():.4g} for {want[worst].item():.4g}, a gap of {gap[worst].item():.1%}). Biases and "
+                "stabilizers absorb relevance (rules with zero_bias=True conserve it); a gradient passes none. "
+                "Shown once per analyzer; LRP(..., conservation_tolerance=None) silences it.",
+                ConservationWarning,
+                stacklevel=3,
+            )
 
     def relevance_by_layer(self, expl: Explanation, names: list[str] | None = None) -> dict[str, Tensor]:
         """Relevance at the output of each layer by module name (a module used twice: its last

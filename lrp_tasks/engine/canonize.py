@@ -9,6 +9,7 @@ layer and parameter of the user's model except the layers it fuses (those are ne
 from __future__ import annotations
 
 import copy
+import warnings
 from itertools import pairwise
 
 import torch
@@ -57,7 +58,10 @@ def _parents(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 
 def _copy_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
     """A GraphModule with its own graph and containers, sharing the layers of `gm`."""
-    return fx.GraphModule(gm, copy.deepcopy(gm.graph), type(gm).__name__)
+    with warnings.catch_warnings():  # torch's pytree specs warn about their own deprecations when copied
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = copy.deepcopy(gm.graph)
+    return fx.GraphModule(gm, graph, type(gm).__name__)
 
 
 def strip_softmax(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> nn.Module:

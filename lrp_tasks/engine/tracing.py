@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 
 from .checks import LRP_CONFIG, LRPConfig
+from .export import is_exported, lower_export
 from .functional import Activation, Function, FunctionStep, Ref, Unknown, family_of
 from .layers import SOFTMAX_TYPES
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
@@ -36,9 +38,10 @@ class _Tracer(fx.Tracer):
 
 def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
     """The model as a GraphModule of leaf layers and functions (sharing the model's layers), or a
-    GraphTraceError that says what to do."""
+    GraphTraceError that says what to do. A torch.export program is lowered onto layers and torch
+    functions (``export.py``)."""
     if isinstance(model, fx.GraphModule):
-        return model
+        return lower_export(model) if is_exported(model) else model
     tracer = _Tracer(config)
     try:
         graph = tracer.trace(model)
@@ -69,6 +72,12 @@ def build_plan(model: nn.Module, *, flatten: bool = True, config: LRPConfig = LR
     if isinstance(model, nn.Sequential):
         layers = named_leaf_layers(model) if flatten else list(model.named_children())
         return sequential_plan(layers)
+    if isinstance(model, torch.jit.ScriptModule):
+        raise GraphTraceError(
+            "TorchScript models cannot be explained: their graph is compiled code the engine cannot lower onto "
+            "layers. Give the model's builder and weights, or export it with torch.export.export(model.eval(), "
+            "(example_input,)) and torch.export.save(...)."
+        )
     if not isinstance(model, fx.GraphModule) and (config.is_layer(model) or config.is_activation(model)):
         return sequential_plan([("", model)])
     return graph_plan(trace(model, config), config)
@@ -91,6 +100,8 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
     for node in gm.graph.nodes:
         if node.op == "output":
             result = node.args[0]
+            if isinstance(result, (tuple, list)) and len(result) == 1:  # exported programs return (logits,)
+                result = result[0]
             if not isinstance(result, fx.Node):
                 raise GraphTraceError(
                     f"{gm.__class__.__name__} returns {type(result).__name__}; LRP explains a model that returns "

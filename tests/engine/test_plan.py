@@ -208,3 +208,48 @@ def test_global_map_claims_layers_and_leaves_functions_their_defaults():
     analyzer = LRP(canonize(small_resnet()), comp)
     kinds = {type(analyzer.step_rules[analyzer.plan.index_of(n)]).__name__ for n in ("add", "flatten")}
     assert kinds == {"ZeroRule", "PassRule"}
+
+
+def test_exported_programs_are_lowered_onto_layers_and_explained_like_the_original():
+    torch.manual_seed(5)
+    model = small_resnet()
+    x = torch.randn(2, 3, 32, 32)
+    exported = torch.export.export(model, (x,)).module()
+    analyzer = LRP(canonize(exported), EpsilonPlusFlat())
+    original = LRP(canonize(model), EpsilonPlusFlat())
+
+    def weighted(a: LRP) -> list[str]:
+        return [name for name, layer in a.named_layers if hasattr(layer, "weight")]
+
+    assert weighted(analyzer) == weighted(original)  # layers are named after their weights
+    torch.testing.assert_close(analyzer(x).val, original(x).val, rtol=1e-4, atol=1e-7)
+    text = repr(analyzer)
+    assert "aten" not in text and "add_" in text and "=> ZeroRule()," in text
+
+
+def test_torchscript_is_refused_with_the_way_out():
+    from lrp_tasks.engine import GraphTraceError
+
+    scripted = torch.jit.script(relu_mlp().eval()) if hasattr(torch.jit, "script") else None
+    if scripted is None:
+        pytest.skip("torch.jit.script unavailable")
+    with pytest.raises(GraphTraceError, match=r"torch\.export"):
+        LRP(scripted)
+
+
+def test_conservation_warning_gives_the_figure_once_and_can_be_silenced():
+    from lrp_tasks.engine import ConservationWarning
+
+    torch.manual_seed(6)
+    model = canonize(small_resnet())
+    x = torch.randn(2, 3, 32, 32)
+    analyzer = LRP(model, EpsilonPlusFlat())
+    with pytest.warns(ConservationWarning, match=r"gap of \d+\.\d%") as caught:
+        analyzer(x)
+        analyzer(x)
+    assert len([w for w in caught if issubclass(w.category, ConservationWarning)]) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConservationWarning)
+        LRP(model, EpsilonPlusFlat(), conservation_tolerance=None)(x)
