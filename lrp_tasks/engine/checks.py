@@ -11,7 +11,7 @@ Custom layers and activations are registered on ``LRP_CONFIG`` (as RelevanceProp
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -24,10 +24,8 @@ from .layers import (
     has_weight,
     is_instance,
 )
-from .plan import FUNCTION, LAYER, Plan, Step
-
-if TYPE_CHECKING:
-    from .rules import LRPRule
+from .plan import FUNCTION, LAYER, Plan, Step, sequential_plan
+from .rules import GeneralizedGammaRule, LRPRule
 
 SUPPORTED = "supported"
 UNKNOWN_LAYER = "unknown layer type"
@@ -155,8 +153,6 @@ NOT_RELU_LIKE_NAMES = ("GELU", "SiLU", "Mish", "gelu", "silu", "mish")
 def check_model(layers: Sequence[tuple[str, nn.Module]], config: LRPConfig = LRP_CONFIG) -> None:
     """Raise ModelCheckError with a per-layer table unless every layer is supported (the layers
     of a sequential model; ``LRP`` checks any model through :func:`check_plan`)."""
-    from .plan import sequential_plan
-
     check_plan(sequential_plan(list(layers)), None, config)
 
 
@@ -230,8 +226,6 @@ def _is_leaky(step: Step) -> bool:
 
 def _leaky_relu_problem(plan: Plan, rules: Sequence[LRPRule], i: int) -> str | None:
     """The status of a LeakyReLU whose next weighted layers do not all use GeneralizedGammaRule."""
-    from .rules import GeneralizedGammaRule
-
     seen, todo, bad = set(), list(plan.consumers[i]), []
     while todo:
         j = todo.pop()
