@@ -236,3 +236,21 @@ def test_every_documented_model_kind_is_explained_end_to_end(tmp_path, kind) -> 
     expected = reference.analyzer.analyze(batch.x, None).val.numpy()
     np.testing.assert_allclose(audit.relevance.values[:BATCH], expected, rtol=1e-5, atol=1e-6)
     assert audit.layerwise("conv2").shape[1:] == (32, 8, 8)
+
+
+def test_a_resnet_keeps_container_layerwise_relevance_and_crp(tmp_path) -> None:
+    """The resnet example's storage section (a stage by container name, CRP on a graph model)."""
+    model = {
+        "kind": "builder",
+        "builder": "lrp_tasks.models.resnet:build_resnet",
+        "kwargs": {"layers": [1, 1], "num_classes": 10, "in_channels": 1, "width": 8, "stem": "small"},
+    }
+    storage = {"keep_input": False, "layerwise": ["layer2"], "crp": {"layer": "layer2", "features": [0, 1, 2]}}
+    ex = explainer(tmp_path, model=model, storage=storage)
+    assert ex.analyzer.plan.kind == "graph"
+    assert ex.explain_shard(0, 0, SHARD).explained
+    audit = open_audit(str(tmp_path / "audit"))
+    assert audit.layerwise("layer2").shape[0] == SHARD
+    batch = ex.dataset.read(0, BATCH)
+    _, concepts = ex.explain_batch(batch)
+    assert concepts is not None and concepts.val.shape[:2] == (BATCH, 3)
