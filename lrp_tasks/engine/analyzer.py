@@ -107,6 +107,7 @@ class LRP:
         for i, rule in zip(targets, assigned, strict=True):
             self.step_rules[i] = rule
         self._layer_steps = [i for i, s in enumerate(self.plan.steps) if s.is_layer]
+        self._layer_position = {i: k for k, i in enumerate(self._layer_steps)}
         if not skip_checks:
             check_plan(self.plan, self.step_rules, config)
         self._check_rules()
@@ -195,7 +196,7 @@ class LRP:
             a,
             step.input_nonnegative,
             name=step.name,
-            index=self._layer_steps.index(i),
+            index=self._layer_position[i],
             memo=self._memos[i],
             output_nonnegative=step.output_nonnegative,
         )
