@@ -53,11 +53,14 @@ def test_default_composites_conserve_on_torchvision_architectures():
     rows = run_script("torchvision_conservation.py")
     assert {r["model"] for r in rows} == {"resnet18", "resnet50", "vgg16", "densenet121", "mobilenet_v2"}
     for row in rows:
-        # bias-free rules conserve; with biases, what they absorb is announced with its figure
-        if row["convention"] == "zero_bias":
-            assert row["worst_gap"] < CONSERVATION_GAP, row
-        else:
-            assert row["worst_gap"] < CONSERVATION_GAP or any("LRP conservation" in w for w in row["warned"]), row
+        # a gap beyond the tolerance is always announced, with its figure
+        assert row["worst_gap"] < CONSERVATION_GAP or any("LRP conservation" in w for w in row["warned"]), row
+        # no numerical blow-up: the input relevance stays between 0 and the explained logit
+        assert row["worst_gap"] <= 1.0 + 1e-3, row
+        # what is lost with biases kept is the biases' share: bias-free rules conserve (MobileNetV2's
+        # dead depthwise channels pass relevance to bias-only activations, see the README)
+        if row["convention"] == "zero_bias" and row["model"] != "mobilenet_v2":
+            assert row["worst_gap"] < 1e-3, row
 
 
 CONSERVATION_GAP = 0.05
