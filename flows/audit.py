@@ -12,12 +12,15 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
+from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
-from flows.report import audit_statistics, markdown_report
+from flows.report import audit_statistics, compare_into_store, markdown_report
 from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
 from lrp_tasks.distributed import run_shards
+from lrp_tasks.report import AuditsNotComparableError, write_report
+from lrp_tasks.report.tables import per_class_table
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
-from lrp_tasks.store import open_audit
+from lrp_tasks.store import AuditStoreError, open_audit
 
 
 @task(name="prepare-store")
@@ -60,12 +63,22 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
 
 
 @task(name="report")
-def report(cfg: AuditConfig, timing: dict[str, Any]) -> dict[str, Any]:
+def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = None) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
     shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
-    create_markdown_artifact(markdown_report(cfg.name, cfg.output, stats, shown), key=f"audit-{_key(cfg.name)}")
-    return stats
+    changed, note = None, plan.note if plan else ""
+    if plan and plan.against:
+        try:
+            changed = compare_into_store(audit_dir, plan.against)
+        except (AuditsNotComparableError, AuditStoreError) as exc:  # the audit itself stands
+            get_run_logger().warning("no comparison with %s: %s", plan.against, exc)
+            note = f"could not compare with {plan.against}: {exc}"
+    html_path = write_report(audit_dir)
+    per_class = per_class_table(audit_dir.summaries, audit_dir.class_names)
+    text = markdown_report(cfg.name, cfg.output, stats, shown, per_class, html_path, changed, note)
+    create_markdown_artifact(text, key=f"audit-{_key(cfg.name)}")
+    return {**stats, "report": html_path, **({"comparison": changed} if changed else {})}
 
 
 def _key(name: str) -> str:
@@ -73,23 +86,33 @@ def _key(name: str) -> str:
 
 
 @flow(name="audit", log_prints=True)
-def audit(config: AuditConfig | None = None, config_path: str | None = None, fresh: bool = False) -> dict[str, Any]:
+def audit(
+    config: AuditConfig | None = None,
+    config_path: str | None = None,
+    fresh: bool = False,
+    compare_with: str | None = None,
+) -> dict[str, Any]:
     """Explain every sample of the configured dataset and keep the results.
 
     config: the audit (the Prefect UI shows it as a form), or config_path: a YAML file;
-    fresh: wipe an existing store instead of resuming it."""
+    fresh: wipe an existing store instead of resuming it;
+    compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and is
+    compared with the last successful run of the same deployment) or the path of an audit to compare with."""
     if (config is None) == (config_path is None):
         raise ValueError("give exactly one of config or config_path")
     cfg = config if config is not None else load_config(config_path)
     # relative paths in a config resolve against the working directory (the repository root for
     # conf/*.yaml and for the deployment, whose pull step sets it)
     check_files(cfg)
+    plan = plan_comparison(compare_with, cfg.output)
+    if plan.output != cfg.output:
+        cfg = cfg.model_copy(update={"output": plan.output})
     digest = config_digest(cfg)
     cfg = audit_config_for_workers(cfg)
     prepared = prepare_store(cfg, digest, fresh)
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
-    stats = report(cfg, timing)
+    stats = report(cfg, timing, plan)
     return {
         "audit": cfg.name,
         "store": cfg.output,

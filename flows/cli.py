@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from flows import cli_report
 from lrp_tasks.config import ConfigError, check_files, load_config
 
 
@@ -59,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_progress:
         progress.add_listener(bar)
     try:
-        result = audit(config=cfg, fresh=args.fresh)
+        result = audit(config=cfg, fresh=args.fresh, compare_with=args.compare_with)
     finally:
         progress.remove_listener(bar)
     print(json.dumps(result, indent=2, default=str))
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="override ray.workers")
     run.add_argument("--ray-address", help="run on an existing Ray cluster (e.g. ray://head:10001)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--compare-with", help="an earlier audit directory to compare the result with")
     run.set_defaults(func=cmd_run)
     summary = sub.add_parser("summary", help="print the summary table of an audit directory")
     summary.add_argument("audit")
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate a config and the files it names")
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
+    cli_report.add_parser(sub)
     return parser
 
 
@@ -133,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         from lrp_tasks.store import AuditStoreError
 
         if isinstance(exc, ShardsFailedError | ClusterResourceError | AuditStoreError | FileNotFoundError):
+            print(f"lrp-audit: {exc}", file=sys.stderr)
+            return 1
+        if cli_report.is_user_error(args, exc):
             print(f"lrp-audit: {exc}", file=sys.stderr)
             return 1
         raise

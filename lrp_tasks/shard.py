@@ -120,6 +120,7 @@ class ShardExplainer:
             config_digest=digest or config_digest(cfg),
             weights_digest=loaded.weights_digest,
             composite=repr(self.analyzer),
+            class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
         )
         self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode)
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"

@@ -60,6 +60,12 @@ class AuditReader:
         return dict(self.attrs["layout"])
 
     @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes when the dataset has them (recorded at creation), else None."""
+        names = self.attrs.get("class_names")
+        return [str(n) for n in names] if names else None
+
+    @property
     def committed_shards(self) -> set[int]:
         return set(self._parts)
 
@@ -92,7 +98,7 @@ class AuditReader:
             self.layout.zarr_path,
             group=group,
             engine="zarr",
-            consolidated=False,
+            consolidated=self._group.metadata.consolidated_metadata is not None,
             chunks=None,
             mask_and_scale=False,
             zarr_format=3,
@@ -106,12 +112,41 @@ class AuditReader:
     @functools.cached_property
     def dataset(self) -> xr.Dataset:
         """All sample arrays as a lazily loaded xarray Dataset over the committed samples (layerwise
-        relevances are a subgroup: see :meth:`layerwise`)."""
-        return self._open_dataset()
+        relevances are a subgroup: see :meth:`layerwise`), with the per-sample facts of
+        :meth:`sample_coords` as coordinates and class names on ``class`` when the dataset has them."""
+        ds = self._open_dataset()
+        ds = ds.assign_coords(self.sample_coords())
+        names = self.class_names
+        if names is not None and "class" in ds.dims and ds.sizes["class"] == len(names):
+            ds = ds.assign_coords({"class": np.asarray(names, dtype=object)})
+        return ds
+
+    def sample_coords(self) -> dict[str, tuple[str, np.ndarray]]:
+        """Coordinates on the ``sample`` dim from the summaries (first explanation of each sample):
+        ``sample_id``, ``label``, ``predicted``, ``probability``, and ``label_name`` /
+        ``predicted_name`` when the dataset has class names."""
+        top = self.summaries
+        if top.empty:
+            return {}
+        top = top[top["target_rank"] == 0]
+        coords: dict[str, tuple[str, np.ndarray]] = {
+            "sample_id": ("sample", top["sample_id"].to_numpy(dtype=object)),
+            "label": ("sample", top["label"].to_numpy(np.int64)),
+            "predicted": ("sample", top["predicted"].to_numpy(np.int64)),
+            "probability": ("sample", top["predicted_probability"].to_numpy(np.float32)),
+        }
+        names = self.class_names
+        if names is not None:
+            lookup = np.asarray([*names, ""], dtype=object)  # index -1 (unknown label) -> ""
+            for key in ("label", "predicted"):
+                idx = coords[key][1]
+                coords[f"{key}_name"] = ("sample", lookup[np.where((idx >= 0) & (idx < len(names)), idx, -1)])
+        return coords
 
     @property
     def relevance(self) -> xr.DataArray:
-        """Relevance maps with a ``sample`` coordinate (= sample_index), loaded from Zarr on access."""
+        """Relevance maps with a ``sample`` coordinate (= sample_index) and the sample's label, prediction
+        and probability (and class names) as further coordinates, loaded from Zarr on access."""
         return self.dataset[RELEVANCE]
 
     @property

@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.errors import ZarrUserWarning
 
 from .durable import fsync_path, fsync_tree, parent_dirs
 from .errors import AuditStoreError, NotAnAuditError
@@ -176,6 +178,11 @@ def _build_group(path: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> None:
             dimension_names=("concept",),
         )
         arr[:] = ids
+    # metadata is never rewritten after creation, so consolidating it once keeps it true; readers
+    # (xr.open_zarr included) then open the group from one file, without a warning
+    with warnings.catch_warnings():  # "not part of the v3 spec yet": zarr and xarray both read it
+        warnings.filterwarnings("ignore", category=ZarrUserWarning)
+        zarr.consolidate_metadata(path, zarr_format=3)
 
 
 def create_group_atomically(root: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> bool:

@@ -72,6 +72,8 @@ class AuditSpec:
     weights_digest: str = ""
     composite: str = ""
     audit_id: str | None = None
+    #: names of the classes (the dataset's, when it has them): a group attribute, not part of the layout
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.sample_shape)

@@ -72,6 +72,7 @@ def _maybe_die(stage: str, shard_id: int) -> None:
 
 
 def _new_attrs(spec: AuditSpec, audit_id: str) -> dict[str, Any]:
+    names = {"class_names": list(spec.class_names)} if spec.class_names else {}
     return {
         "format_version": FORMAT_VERSION,
         "audit_id": audit_id,
@@ -82,6 +83,7 @@ def _new_attrs(spec: AuditSpec, audit_id: str) -> dict[str, Any]:
         "layout": spec.layout_dict(),
         "versions": package_versions(),
         "created_at": utc_now_iso(),
+        **names,
     }
 
 

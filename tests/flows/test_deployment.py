@@ -13,6 +13,7 @@ private local Ray). On failure the server's, the worker's and the flow run's log
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -124,7 +125,7 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
         deployment = _api(client, "GET", f"/deployments/name/{DEPLOYMENT}")
         assert deployment["entrypoint"] == "flows/audit.py:audit", deployed
         assert deployment["work_pool_name"] == POOL
-        assert deployment["parameters"] == {"config_path": "conf/demo.yaml"}
+        assert deployment["parameters"] == {"config_path": "conf/demo.yaml", "compare_with": "previous"}
         assert deployment["global_concurrency_limit"]["limit"] == 1  # one nightly audit at a time
         assert [next(iter(step)) for step in deployment["pull_steps"]] == [
             "prefect.deployments.steps.run_shell_script", "prefect.deployments.steps.set_working_directory"]
@@ -154,29 +155,45 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
                             [PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"],
                             env, worker_dir, tmp_path / "worker.log")
         procs.append(worker)
-        triggered = run_cli(["deployment", "run", DEPLOYMENT, "--param", f"config_path={config_path}"],
-                            env, tmp_path)
-        found = UUID.search(triggered)
-        assert found, f"no flow run id in the output of `prefect deployment run`:\n{triggered}"
-        flow_run_id = found.group(0)
+        def run_once() -> str:
+            nonlocal flow_run_id
+            triggered = run_cli(["deployment", "run", DEPLOYMENT, "--param", f"config_path={config_path}"],
+                                env, tmp_path)
+            found = UUID.search(triggered)
+            assert found, f"no flow run id in the output of `prefect deployment run`:\n{triggered}"
+            flow_run_id = found.group(0)
 
-        def finished() -> dict[str, Any] | None:
-            run = _api(client, "GET", f"/flow_runs/{flow_run_id}")
-            return run if run["state"] and run["state"]["type"] in TERMINAL else None
+            def finished() -> dict[str, Any] | None:
+                run = _api(client, "GET", f"/flow_runs/{flow_run_id}")
+                return run if run["state"] and run["state"]["type"] in TERMINAL else None
 
-        run = _wait(f"flow run {flow_run_id} to finish", finished, RUN_TIMEOUT, interval=2, alive=(server, worker))
-        assert run["state"]["type"] == "COMPLETED", f"flow run ended {run['state']['type']}: {run['state']['message']}"
-        assert run["parameters"] == {"config_path": str(config_path)}
-        assert run["deployment_id"] == deployment["id"]
+            run = _wait(f"flow run {flow_run_id} to finish", finished, RUN_TIMEOUT, interval=2,
+                        alive=(server, worker))
+            assert run["state"]["type"] == "COMPLETED", (
+                f"flow run ended {run['state']['type']}: {run['state']['message']}")
+            assert run["parameters"] == {"config_path": str(config_path), "compare_with": "previous"}
+            assert run["deployment_id"] == deployment["id"]
+            return flow_run_id
 
-        # -- the store is complete
-        reader = open_audit(str(output))
+        first = run_once()
+
+        # -- the store is complete (compare_with: previous gives every run its own store)
+        reader = open_audit(str(output / "runs" / first))
         frame = reader.summaries
         n_samples = 360
         assert sorted(frame.loc[frame["target_rank"] == 0, "sample_index"]) == list(range(n_samples))
         assert len(frame) == n_samples  # target: predicted, one row per sample
         assert reader.committed_shards == {s for s, _, _ in plan_shards(n_samples, cfg["shard_size"])}
         assert not (ROOT / "audits" / cfg["name"]).exists()
+        assert (output / "runs" / first / "report.html").exists()
+        assert not (output / "runs" / first / "comparison").exists()  # the first run has nothing to compare with
+
+        # -- the next run compares itself with the last successful one
+        second = run_once()
+        meta = json.loads((output / "runs" / second / "comparison" / "comparison.json").read_text())
+        assert meta["audit_a"]["path"] == str(output / "runs" / first)
+        assert meta["summary"]["samples_compared"] == n_samples and meta["summary"]["predictions_changed"] == 0
+        assert meta["summary"]["cosine_min"] > 1 - 1e-6  # same model, same data: nothing changed
     except BaseException:
         print(f"\n===== failure: logs (API {api_url}, flow run {flow_run_id or '-'}) =====")
         for proc in procs:
