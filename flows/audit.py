@@ -7,6 +7,7 @@ Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -14,20 +15,44 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
-from flows.report import audit_statistics, compare_into_store, markdown_report
-from lrp_tasks.config import AuditConfig, check_files, config_digest, load_config
+from flows.report import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
+from lrp_tasks.checks import audit_digest, prepare_audit
+from lrp_tasks.config import AuditConfig, config_dir, load_config
 from lrp_tasks.distributed import run_shards
 from lrp_tasks.report import AuditsNotComparableError, write_report
 from lrp_tasks.report.tables import per_class_table
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.sanity import run_efficient_mprt
+from lrp_tasks.shard import audit_config_for_workers
 from lrp_tasks.store import AuditStoreError, open_audit
 
 
+def audit_parameters(
+    config: AuditConfig | None, config_path: str | None, base_dir: str | None = None
+) -> tuple[AuditConfig, Path, str, list[str]]:
+    """The flow's parameters as (config, the directory its relative paths resolve against, how
+    errors name it, notes to log). A typed ``config`` wins over ``config_path`` (a deployment's
+    default path must not block a run started from the UI's form)."""
+    notes = []
+    if config is not None:
+        if config_path is not None:
+            notes.append(f"both config and config_path given: running the config parameter, ignoring {config_path}")
+        root = Path(base_dir) if base_dir else Path.cwd()
+        return config, root.absolute(), f"flow parameter config (audit {config.name!r})", notes
+    if config_path is None:
+        raise ValueError("give the audit as config (the typed form) or config_path (a YAML file)")
+    root = Path(base_dir).absolute() if base_dir else config_dir(config_path)
+    return load_config(config_path), root, config_path, notes
+
+
 @task(name="prepare-store")
-def prepare_store(cfg: AuditConfig, digest: str, fresh: bool) -> dict[str, Any]:
-    """Load the model once here (errors surface before any worker starts) and create the store."""
-    explainer = ShardExplainer(cfg, digest=digest, create_mode="overwrite" if fresh else "resume")
+def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh: bool) -> dict[str, Any]:
+    """Run every check of the audit, loading the model once here (errors surface before any worker
+    starts), and create or reopen the store."""
+    explainer = prepare_audit(
+        cfg, root=root, source=source, digest=digest, store_mode="overwrite" if fresh else "resume"
+    )
     store = explainer.store
+    assert store is not None
     return {
         "plan": store.plan,
         "pending": store.pending_shards(),
@@ -77,8 +102,15 @@ def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = 
     html_path = write_report(audit_dir)
     per_class = per_class_table(audit_dir.summaries, audit_dir.class_names)
     text = markdown_report(cfg.name, cfg.output, stats, shown, per_class, html_path, changed, note)
+    text += faithfulness_markdown(audit_dir.summaries, audit_dir.attrs)
     create_markdown_artifact(text, key=f"audit-{_key(cfg.name)}")
     return {**stats, "report": html_path, **({"comparison": changed} if changed else {})}
+
+
+@task(name="sanity-check")
+def sanity_check(cfg: AuditConfig) -> dict[str, Any] | None:
+    """Efficient MPRT on a sample subset, recorded in the store attributes (metrics.efficient_mprt)."""
+    return run_efficient_mprt(cfg)
 
 
 def _key(name: str) -> str:
@@ -91,27 +123,35 @@ def audit(
     config_path: str | None = None,
     fresh: bool = False,
     compare_with: str | None = None,
+    base_dir: str | None = None,
 ) -> dict[str, Any]:
     """Explain every sample of the configured dataset and keep the results.
 
-    config: the audit (the Prefect UI shows it as a form), or config_path: a YAML file;
-    fresh: wipe an existing store instead of resuming it;
-    compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and is
-    compared with the last successful run of the same deployment) or the path of an audit to compare with."""
-    if (config is None) == (config_path is None):
-        raise ValueError("give exactly one of config or config_path")
-    cfg = config if config is not None else load_config(config_path)
-    # relative paths in a config resolve against the working directory (the repository root for
-    # conf/*.yaml and for the deployment, whose pull step sets it)
-    check_files(cfg)
-    plan = plan_comparison(compare_with, cfg.output)
-    if plan.output != cfg.output:
+    Args:
+        config: The audit, field by field. When given it is run, and config_path is ignored.
+        config_path: A YAML audit file (relative: to the run's working directory, the project
+            directory in a deployment); its relative paths resolve against its own directory.
+        fresh: Wipe an existing store instead of resuming it.
+        compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and
+            is compared with the last successful run of the same deployment) or the path of an
+            audit to compare with.
+        base_dir: The directory relative paths of the audit resolve against (default: the config
+            file's directory, or the working directory for the config form).
+    """
+    cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
+    for note in notes:
+        get_run_logger().warning(note)
+    digest = audit_digest(cfg)  # the output is not part of it: a run directory resumes like any store
+    output = audit_config_for_workers(cfg, root).output
+    plan = plan_comparison(compare_with, output)
+    if plan.output != output:
         cfg = cfg.model_copy(update={"output": plan.output})
-    digest = config_digest(cfg)
-    cfg = audit_config_for_workers(cfg)
-    prepared = prepare_store(cfg, digest, fresh)
+    prepared = prepare_store(cfg, root, source, digest, fresh)
+    cfg = audit_config_for_workers(cfg, root)
     total = len(prepared["plan"])
     timing = explain_on_ray(cfg, digest, prepared["pending"], total)
+    if cfg.metrics.efficient_mprt is not None:
+        sanity_check(cfg)
     stats = report(cfg, timing, plan)
     return {
         "audit": cfg.name,

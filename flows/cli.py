@@ -2,7 +2,10 @@
 
     lrp-audit run conf/demo.yaml            # local Ray + a temporary local Prefect, nothing to start
     lrp-audit summary audits/demo           # the per-audit table, read back from Parquet
-    lrp-audit validate conf/demo.yaml       # check a config (and the files it names) without running
+    lrp-audit validate conf/demo.yaml       # every check `run` makes (files, model, one sample), no run
+
+Relative paths in a config resolve against the config file's directory; paths typed on the
+command line (--output) against the working directory.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from typing import Any
 
 from flows import cli_report
-from lrp_tasks.config import ConfigError, check_files, load_config
+from lrp_tasks.config import AuditConfig, ConfigError, apply_overrides, config_dir, load_config
 
 
 def _quiet_defaults() -> None:
@@ -47,20 +50,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows import progress
     from flows.audit import audit
 
-    cfg = load_config(args.config)
-    updates: dict[str, Any] = {}
-    if args.output:
-        updates["output"] = args.output
-    if args.workers:
-        updates["ray"] = cfg.ray.model_copy(update={"workers": args.workers})
-    if args.ray_address:
-        updates["ray"] = updates.get("ray", cfg.ray).model_copy(update={"address": args.ray_address})
-    cfg = cfg.model_copy(update=updates)
+    cfg = _run_config(args)
     bar = ProgressBar()
     if not args.no_progress:
         progress.add_listener(bar)
     try:
-        result = audit(config=cfg, fresh=args.fresh, compare_with=args.compare_with)
+        result = audit(
+            config=cfg, fresh=args.fresh, compare_with=args.compare_with, base_dir=str(config_dir(args.config))
+        )
     finally:
         progress.remove_listener(bar)
     print(json.dumps(result, indent=2, default=str))
@@ -90,13 +87,61 @@ def cmd_summary(args: argparse.Namespace) -> int:
         )
         print()
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print_faithfulness(frame, audit_dir.attrs)
     return 0
 
 
+def _run_config(args: argparse.Namespace) -> AuditConfig:
+    """The config file with the command line's overrides, validated together, then every check of
+    the run (files, model, one sample) before any Prefect server or Ray starts."""
+    from lrp_tasks.checks import prepare_audit
+
+    cfg = apply_overrides(load_config(args.config), _overrides(args), source=f"{args.config} (command line)")
+    prepare_audit(cfg, root=config_dir(args.config), source=args.config)
+    return cfg
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """``{config field: (option, value)}`` of the options given (0 and "" are values, not absence)."""
+    overrides: dict[str, tuple[str, Any]] = {}
+    if args.output is not None:  # typed on the command line: relative to the working directory
+        output = args.output if "://" in args.output or not args.output else os.path.abspath(args.output)
+        overrides["output"] = ("--output", output)
+    if args.workers is not None:
+        overrides["ray.workers"] = ("--workers", args.workers)
+    if args.ray_address is not None:
+        overrides["ray.address"] = ("--ray-address", args.ray_address)
+    return overrides
+
+
+def print_faithfulness(frame: Any, attrs: dict[str, Any]) -> None:
+    """Per-class mean AOPCs and the share of samples whose MoRF beats random; the eMPRT result."""
+    from flows.report import faithfulness_table, sanity_lines
+
+    table = faithfulness_table(frame)
+    if table is not None:
+        print("\nfaithfulness (AOPC means; MoRF>random: share of samples)")
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    for line in sanity_lines(attrs):
+        print("\n" + line)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lrp_tasks.checks import prepare_audit
+    from lrp_tasks.shard import audit_config_for_workers
+
     cfg = load_config(args.config)
-    check_files(cfg, source=args.config)
-    print(f"{args.config}: valid audit '{cfg.name}' -> {cfg.output}")
+    root = config_dir(args.config)
+    explainer = prepare_audit(cfg, root=root, source=args.config)
+    spec = explainer.spec
+    output = audit_config_for_workers(cfg, root).output
+    shards = -(-spec.n_samples // spec.shard_size)
+    print(f"{args.config}: valid audit '{cfg.name}' -> {output}")
+    print(f"  model: {explainer.analyzer.__class__.__name__} over {spec.n_classes} classes")
+    print(f"  dataset: {spec.n_samples} samples of shape {spec.sample_shape}, {shards} shard(s) of {spec.shard_size}")
+    print("  checked: files, model and weights, composite, one sample explained" + (
+        f", layerwise {list(spec.layerwise)}" if spec.layerwise else ""
+    ) + (f", CRP at {cfg.storage.crp.layer}" if cfg.storage.crp else ""))
     return 0
 
 
@@ -109,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config")
     run.add_argument("--fresh", action="store_true", help="wipe an existing store instead of resuming it")
     run.add_argument("--output", help="override the config's output location")
-    run.add_argument("--workers", type=int, help="override ray.workers")
+    run.add_argument("--workers", type=int, help="override ray.workers (>= 1)")
     run.add_argument("--ray-address", help="run on an existing Ray cluster (e.g. ray://head:10001)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run.add_argument("--compare-with", help="an earlier audit directory to compare the result with")
@@ -117,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="print the summary table of an audit directory")
     summary.add_argument("audit")
     summary.set_defaults(func=cmd_summary)
-    validate = sub.add_parser("validate", help="validate a config and the files it names")
+    validate = sub.add_parser(
+        "validate", help="make every check `run` makes (files, model, one sample explained) without running"
+    )
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
     cli_report.add_parser(sub)

@@ -29,6 +29,7 @@ from lrp_tasks.engine import (
     canonize,
     strip_softmax,
 )
+from lrp_tasks.shard_metrics import BatchMetrics, MetricsConfigError
 from lrp_tasks.sources import load_model, open_dataset
 from lrp_tasks.sources.base import Batch
 from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
@@ -81,10 +82,16 @@ class ShardExplainer:
 
     Building it checks what the config can only be checked against with the model: layer names of
     ``storage.layerwise`` and ``storage.crp.layer``, CRP feature counts and indices, the target class
-    or k against the number of classes. A probe sample gives the shapes the store is created with."""
+    or k against the number of classes. A probe sample gives the shapes the store is created with.
+    ``open_store=False`` makes every check and opens no store (``lrp-audit validate``)."""
 
     def __init__(
-        self, cfg: AuditConfig, digest: str | None = None, device: str | None = None, create_mode: str = "resume"
+        self,
+        cfg: AuditConfig,
+        digest: str | None = None,
+        device: str | None = None,
+        create_mode: str = "resume",
+        open_store: bool = True,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -98,9 +105,16 @@ class ShardExplainer:
         self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
         self.dataset = open_dataset(cfg)
+        self.model = model
+        self.metrics = self._build_metrics()
         probe = self.dataset.read(0, 1)
         x = probe.x.to(self.device)
-        expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
+        try:
+            expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
+        except RuntimeError as exc:  # e.g. the model expects another input shape than the dataset's
+            raise self._config_error(
+                "model", f"explaining the first sample (shape {tuple(x.shape[1:])}) fails: {exc}"
+            ) from exc
         n_classes = int(expl.output.shape[1])
         self._check_target(n_classes)
         layer_shapes = {name: tuple(r.shape[1:]) for name, r in self._layer_relevances(expl).items()}
@@ -116,13 +130,14 @@ class ShardExplainer:
             n_concepts=n_concepts,
             concept_ids=self._concept_ids(),
             layerwise=layer_shapes,
+            metrics=self.metrics.curve_points,
             config=cfg.model_dump(mode="json"),
             config_digest=digest or config_digest(cfg),
             weights_digest=loaded.weights_digest,
             composite=repr(self.analyzer),
             class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
         )
-        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode)
+        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode) if open_store else None
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"
 
     # -- configuration ----------------------------------------------------------------------
@@ -143,6 +158,12 @@ class ShardExplainer:
                     f"storage.layerwise[{i}]", f"the model has no layer named {name!r}; its layers are {valid}"
                 )
         return names
+
+    def _build_metrics(self) -> BatchMetrics:
+        try:
+            return BatchMetrics(self.cfg.metrics, tuple(self.dataset.sample_shape))
+        except MetricsConfigError as exc:
+            raise self._config_error(exc.field, str(exc)) from exc
 
     def _check_target(self, n_classes: int) -> None:
         target = self.cfg.target
@@ -253,6 +274,12 @@ class ShardExplainer:
                 parts["input"].append(batch.x.numpy())
             for name, relevance in self._layer_relevances(expl).items():
                 parts[f"layer:{name}"].append(_numpy(relevance))
+            if self.metrics:  # faithfulness of this batch's explanations, on the worker's device
+                curves = self.metrics.curves(
+                    self.model, batch.x.to(self.device), expl.val, expl.output_selection, batch.index
+                )
+                for name, curve in curves.items():
+                    parts[f"metric:{name}"].append(curve)
             if concepts is not None:
                 parts["concepts"].append(_numpy(concepts.val))
                 parts["concept_channels"].append(concepts.extras["features"].cpu().numpy().astype(np.int64))
@@ -261,6 +288,7 @@ class ShardExplainer:
             index.append(batch.index)
             ids.extend(batch.ids)
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        curves = {name: arrays[f"metric:{name}"] for name in self.metrics.curve_points}
         summaries = summary_table(
             arrays["val"],
             arrays["logits"],
@@ -272,6 +300,7 @@ class ShardExplainer:
             self.dataset.dataset_id,
             shard_id,
             self.store.audit_id,
+            metrics=self.metrics.summary_columns(curves) if curves else None,
         )
         self.store.write_shard(
             ShardResult(
@@ -287,6 +316,7 @@ class ShardExplainer:
                 concept_channels=arrays.get("concept_channels"),
                 concept_relevance=arrays.get("concept_relevance"),
                 layerwise={name: arrays[f"layer:{name}"] for name in self.layerwise} or None,
+                metrics=curves or None,
             )
         )
         if delay:

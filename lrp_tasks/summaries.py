@@ -9,7 +9,7 @@ only (no torch: callers convert tensors with ``.numpy()``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,13 +18,23 @@ import pyarrow as pa
 #: Number of most relevant positions kept per row by default.
 DEFAULT_TOP_K = 5
 
+#: Perturbation metrics with columns in the summaries (``metrics.<name>`` in the audit config).
+PERTURBATION_METRICS: tuple[str, ...] = ("region_perturbation", "pixel_flipping")
+#: Their per-row scores: AOPC of each order and the MoRF − random AOPC gap (NaN when not computed).
+METRIC_COLUMNS: tuple[str, ...] = tuple(
+    f"{metric}_{score}"
+    for metric in PERTURBATION_METRICS
+    for score in ("aopc_morf", "aopc_lerf", "aopc_random", "morf_minus_random")
+)
+
 
 def _f(name: str, typ: pa.DataType) -> pa.Field:
     return pa.field(name, typ, nullable=False)
 
 
 #: The Parquet schema of the summaries; ``pa.Table.from_pandas(df, schema=SUMMARY_SCHEMA)`` pins dtypes.
-#: No column may be null (a missing label is -1, an undefined statistic is NaN).
+#: No column may be null (a missing label is -1, an undefined statistic is NaN), except the faithfulness
+#: columns (:data:`METRIC_COLUMNS`), which the audit writes as NaN when not computed.
 SUMMARY_SCHEMA: pa.Schema = pa.schema(
     [
         _f("sample_index", pa.int64()),  # position in the dataset, 0..N-1 (== zarr row)
@@ -48,6 +58,10 @@ SUMMARY_SCHEMA: pa.Schema = pa.schema(
         _f("shard_id", pa.int32()),
         _f("audit_id", pa.string()),
         _f("explained_at", pa.timestamp("us", tz="UTC")),
+        # Faithfulness (lrp_tasks.metrics): AOPC per order and MoRF − random, NaN when not configured.
+        # The only nullable columns: parts written before they existed read back as null (NaN in pandas),
+        # and pa.Table.from_pandas turns their NaN into nulls.
+        *(pa.field(name, pa.float64(), nullable=True) for name in METRIC_COLUMNS),
     ]
 )
 
@@ -77,6 +91,7 @@ SUMMARY_PANDAS_DTYPES: dict[str, str] = {
     "shard_id": "int32",
     "audit_id": "str",
     "explained_at": "datetime64[us, UTC]",
+    **dict.fromkeys(METRIC_COLUMNS, "float64"),
 }
 
 
@@ -213,6 +228,7 @@ def summary_table(
     target_rank: np.ndarray | None = None,
     top_k: int = DEFAULT_TOP_K,
     explained_at: dt.datetime | None = None,
+    metrics: Mapping[str, np.ndarray] | None = None,
 ) -> pa.Table:
     """The summary rows as a pyarrow Table with :data:`SUMMARY_SCHEMA` (what the store writes as is).
 
@@ -307,12 +323,28 @@ def summary_table(
         "shard_id": np.full(rows, shard_id, np.int32),
         "audit_id": pa.repeat(pa.scalar(str(audit_id), pa.string()), rows),
         "explained_at": pa.array(stamp).cast(SUMMARY_SCHEMA.field("explained_at").type),
+        **_metric_columns(metrics, rows),
     }
     arrays = [
         col if isinstance(col, pa.Array) else pa.array(col, type=SUMMARY_SCHEMA.field(name).type)
         for name, col in columns.items()
     ]
     return pa.Table.from_arrays(arrays, schema=SUMMARY_SCHEMA)
+
+
+def _metric_columns(metrics: Mapping[str, np.ndarray] | None, rows: int) -> dict[str, np.ndarray]:
+    """The faithfulness columns, NaN where ``metrics`` (column name -> one value per row) has none."""
+    given = dict(metrics or {})
+    unknown = sorted(set(given) - set(METRIC_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown metric columns {unknown}; the summaries have {list(METRIC_COLUMNS)}")
+    columns = {}
+    for name in METRIC_COLUMNS:
+        value = np.full(rows, np.nan) if name not in given else np.asarray(given[name], np.float64).reshape(-1)
+        if value.shape != (rows,):
+            raise ValueError(f"metric column {name} must have {rows} values (one per row), got {value.shape}")
+        columns[name] = value
+    return columns
 
 
 def summarize(
@@ -329,6 +361,7 @@ def summarize(
     target_rank: np.ndarray | None = None,
     top_k: int = DEFAULT_TOP_K,
     explained_at: dt.datetime | None = None,
+    metrics: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Summary rows for ``n`` samples with ``k`` explanations each, in (sample, rank) order.
 
@@ -336,7 +369,8 @@ def summarize(
     (``relevance`` ``(n, k, *input)``); ``seed_relevance`` has the shape of ``targets``; ``logits`` is
     ``(n, C)``. ``labels=None`` means unknown (-1); ``sample_ids=None`` uses ``str(sample_index)``.
     ``target_rank`` defaults to ``0..k-1``. Statistics are computed from the maps as given (before any
-    float16 storage rounding), accumulating in float64. :func:`summary_table` gives the same rows as a
+    float16 storage rounding), accumulating in float64. ``metrics`` maps faithfulness columns
+    (:data:`METRIC_COLUMNS`) to one value per row; the others are NaN. :func:`summary_table` gives the same rows as a
     pyarrow Table, which the store writes without a pandas conversion (faster).
     """
     return summary_table(
@@ -353,4 +387,5 @@ def summarize(
         target_rank=target_rank,
         top_k=top_k,
         explained_at=explained_at,
+        metrics=metrics,
     ).to_pandas()

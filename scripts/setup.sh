@@ -22,4 +22,16 @@ if [ "${1:-}" = "--with-zennit" ]; then
   .venv-zennit/bin/python -m pip install -q $TV numpy pillow click
   .venv-zennit/bin/python -m pip install -q --no-deps --ignore-requires-python zennit==1.0.0
 fi
+if [ "${1:-}" = "--with-zennit" ] || [ "${1:-}" = "--with-quantus" ]; then
+  # Quantus 0.6 (reference for region perturbation / pixel flipping) pulls opencv, scikit-image and
+  # matplotlib; it gets its own environment with the project's torch pin (it needs no torchvision).
+  # Its dependencies are installed with the headless OpenCV (plain opencv-python needs libGL).
+  # --with-zennit (the README's test command) creates it too, so CI runs the cross-check.
+  if [ ! -x .venv-quantus/bin/python ]; then
+    "$PY" -m venv .venv-quantus
+  fi
+  .venv-quantus/bin/python -m pip install -q -c constraints.txt torch numpy pandas opencv-python-headless \
+    scikit-image scikit-learn scipy tqdm matplotlib cachetools safetensors
+  .venv-quantus/bin/python -m pip install -q --no-deps quantus==0.6.0
+fi
 echo "set-up done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -12,3 +12,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # in-process flows start Prefect's temporary server; on busy shared cores it can need more than 20 s
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires_tool(*names, install=None): needs a system executable; skips where absent, fails with CI=true",
+    )
+
+
+def pytest_runtest_setup(item) -> None:
+    """Before any fixture: a test marked ``requires_tool`` skips (or fails in CI) without its tool."""
+    from tests.system_tools import require_tool
+
+    for mark in item.iter_markers("requires_tool"):
+        require_tool(*mark.args, install=mark.kwargs.get("install"))

@@ -15,8 +15,10 @@ import yaml
 from lrp_tasks.config import (
     AuditConfig,
     ConfigError,
+    apply_overrides,
     check_files,
     config_digest,
+    config_dir,
     load_config,
     parse_config,
     resolve_paths,
@@ -49,8 +51,9 @@ def test_shipped_configs_exist() -> None:
 
 
 def test_demo_config_files_exist() -> None:
-    # the only shipped config whose files ship too; the examples name data the user supplies
-    cfg = load_config(ROOT / "conf" / "demo.yaml", require_files=True, root=ROOT)
+    # the only shipped config whose files ship too; the examples name data the user supplies.
+    # Its paths are relative to conf/ (../models/...), whatever the working directory.
+    cfg = load_config(ROOT / "conf" / "demo.yaml", require_files=True)
     assert cfg.shard_size == 256
     assert cfg.ray.workers == 2 and cfg.ray.cpus_per_worker == 1.0 and cfg.ray.address is None
 
@@ -215,10 +218,29 @@ def test_missing_model_file_is_reported_by_check_files(tmp_path: Path) -> None:
     path = write(tmp_path, data)
     load_config(path)  # validation itself never touches the file system
     with pytest.raises(ConfigError) as info:
-        load_config(path, require_files=True, root=ROOT)
+        load_config(path, require_files=True)
     message = str(info.value)
     assert str(path) in message
     assert "model.weights: file not found: models/nope.safetensors" in message
+    assert f"resolved to {tmp_path / 'models' / 'nope.safetensors'})" in message  # the file's directory
+
+
+def test_relative_paths_resolve_against_the_config_files_directory(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "project" / "conf").mkdir(parents=True)
+    (tmp_path / "project" / "models").mkdir()
+    (tmp_path / "project" / "models" / "w.safetensors").write_bytes(b"")
+    data = {**demo(), "output": "../audits/x"}
+    data["model"]["weights"] = "../models/w.safetensors"
+    path = write(tmp_path / "project" / "conf", data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(path, require_files=True)  # found from another working directory
+    resolved = resolve_paths(cfg, config_dir(path))
+    assert resolved.model.weights == str(tmp_path / "project" / "models" / "w.safetensors")
+    assert resolved.output == str(tmp_path / "project" / "audits" / "x")
+    assert resolved.model.module_dir == str(tmp_path / "project" / "conf")  # where the builder is imported from
+    assert config_dir("conf/x.yaml") == elsewhere / "conf"
 
 
 def test_check_files_lists_every_missing_path(tmp_path: Path) -> None:
@@ -226,7 +248,7 @@ def test_check_files_lists_every_missing_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         check_files(cfg, root=tmp_path, source="resnet_example.yaml")
     assert [e.field for e in info.value.errors] == ["model.weights", "dataset.path"]
-    assert "folder not found: data/imagenet/val" in str(info.value)
+    assert "folder not found: ../data/imagenet/val" in str(info.value)
 
 
 def test_errors_carry_the_line_of_the_field(tmp_path: Path) -> None:
@@ -333,7 +355,7 @@ def test_json_schema_for_prefect_forms() -> None:
 
 
 def test_resolve_paths_makes_local_paths_absolute(tmp_path: Path) -> None:
-    cfg = resolve_paths(load_config(ROOT / "conf" / "demo.yaml"), root=tmp_path)
+    cfg = resolve_paths(load_config(ROOT / "conf" / "demo.yaml"), root=tmp_path / "conf")
     assert cfg.model.weights == str(tmp_path / "models" / "digits_cnn.safetensors")
     assert cfg.output == str(tmp_path / "audits" / "demo")
     remote = parse_config({**demo(), "output": "s3://bucket/audits/demo"})
@@ -344,3 +366,46 @@ def test_config_is_immutable() -> None:
     cfg = parse_config(demo())
     with pytest.raises(ValueError, match="frozen"):
         cfg.shard_size = 3  # type: ignore[misc]
+
+
+# -- command-line overrides -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "option", "value", "reason"),
+    [
+        ("ray.workers", "--workers", 0, "greater than 0"),
+        ("ray.workers", "--workers", -1, "greater than 0"),
+        ("output", "--output", "", "at least 1 character"),
+        ("ray.address", "--ray-address", "", "at least 1 character"),
+    ],
+)
+def test_overrides_are_validated_like_the_file(field: str, option: str, value: Any, reason: str) -> None:
+    cfg = parse_config(demo())
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(cfg, {field: (option, value)}, source="conf/demo.yaml (command line)")
+    message = str(info.value)
+    assert message.startswith("conf/demo.yaml (command line): ") and reason in message
+    assert [e.field for e in info.value.errors] == [f"{option} ({field})"]
+
+
+def test_overrides_apply_every_given_value() -> None:
+    cfg = parse_config(demo())
+    changed = apply_overrides(
+        cfg, {"ray.workers": ("--workers", 7), "ray.address": ("--ray-address", "ray://h:1"), "output": ("-o", "x")}
+    )
+    assert (changed.ray.workers, changed.ray.address, changed.output) == (7, "ray://h:1", "x")
+    assert changed.ray.cpus_per_worker == cfg.ray.cpus_per_worker and changed.model == cfg.model
+    assert apply_overrides(cfg, {}) is cfg
+
+
+def test_every_schema_field_has_a_description() -> None:
+    """The Prefect UI form shows these beside each field of the flow's config parameter."""
+    schema = AuditConfig.model_json_schema()
+    missing = [
+        f"{owner}.{name}"
+        for owner, definition in [("AuditConfig", schema), *schema["$defs"].items()]
+        for name, prop in definition.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert missing == []

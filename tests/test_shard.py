@@ -213,6 +213,35 @@ def test_samples_with_nan_are_refused_by_id_and_nothing_is_committed(tmp_path, m
     assert open_audit(str(tmp_path / "audit")).committed_shards == set()
 
 
+# Determinism, stated exactly: the same samples through the same batches give bit-identical
+# relevance; another batching reorders float32 sums inside the kernels, so results agree to
+# round-off only. The tolerance used across batchings (here and in the flow tests):
+BATCHING_RTOL = 1e-5
+"""|a - b| <= BATCHING_RTOL × (the sample's largest |relevance|), elementwise: ~100 float32 ulps of
+the sample's scale; measured differences are 3e-7 to 7e-7 of it."""
+
+
+def assert_same_up_to_batching(a: np.ndarray, b: np.ndarray) -> None:
+    scale = np.abs(a).reshape(len(a), -1).max(axis=1).reshape(-1, *([1] * (a.ndim - 1)))
+    assert np.all(np.abs(a - b) <= BATCHING_RTOL * scale), float(np.max(np.abs(a - b) / scale))
+
+
+def test_same_batches_are_bit_identical_other_batchings_agree_to_round_off(tmp_path) -> None:
+    ex = explainer(tmp_path)
+
+    def relevance(batch_size: int) -> np.ndarray:
+        parts = []
+        for lo in range(0, SHARD, batch_size):
+            expl, _ = ex.explain_batch(ex.dataset.read(lo, min(lo + batch_size, SHARD)))
+            parts.append(expl.val.numpy())
+        return np.concatenate(parts)
+
+    reference = relevance(BATCH)
+    np.testing.assert_array_equal(relevance(BATCH), reference)  # same batches: bit for bit
+    for other in (1, 7, SHARD):
+        assert_same_up_to_batching(relevance(other), reference)
+
+
 @pytest.mark.parametrize("kind", ["builder", "export"])
 def test_every_documented_model_kind_is_explained_end_to_end(tmp_path, kind) -> None:
     """builder and torch.export programs give the same audit (the export is lowered onto layers

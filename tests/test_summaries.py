@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lrp_tasks.summaries import SUMMARY_PANDAS_DTYPES, SUMMARY_SCHEMA, empty_summaries, summarize, summary_table
+from lrp_tasks.summaries import (
+    METRIC_COLUMNS,
+    SUMMARY_PANDAS_DTYPES,
+    SUMMARY_SCHEMA,
+    empty_summaries,
+    summarize,
+    summary_table,
+)
 
 # The documented contract (docs/store.md). Changing it is a format change: update both on purpose.
 PINNED = [
@@ -35,6 +42,15 @@ PINNED = [
     ("shard_id", pa.int32()),
     ("audit_id", pa.string()),
     ("explained_at", pa.timestamp("us", tz="UTC")),
+    # Faithfulness (NaN unless the audit's metrics: section configures them)
+    ("region_perturbation_aopc_morf", pa.float64()),
+    ("region_perturbation_aopc_lerf", pa.float64()),
+    ("region_perturbation_aopc_random", pa.float64()),
+    ("region_perturbation_morf_minus_random", pa.float64()),
+    ("pixel_flipping_aopc_morf", pa.float64()),
+    ("pixel_flipping_aopc_lerf", pa.float64()),
+    ("pixel_flipping_aopc_random", pa.float64()),
+    ("pixel_flipping_morf_minus_random", pa.float64()),
 ]
 
 WHEN = dt.datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=dt.UTC)
@@ -64,7 +80,7 @@ def small_frame(**kw) -> pd.DataFrame:
 
 def test_schema_pins_every_column_and_dtype(tmp_path) -> None:
     assert [(f.name, f.type) for f in SUMMARY_SCHEMA] == PINNED
-    assert not any(f.nullable for f in SUMMARY_SCHEMA)
+    assert [f.name for f in SUMMARY_SCHEMA if f.nullable] == list(METRIC_COLUMNS)
 
     df = small_frame()
     assert list(df.columns) == [name for name, _ in PINNED]
@@ -276,3 +292,15 @@ def test_summary_table_is_summarize_as_arrow() -> None:
     assert table.schema.equals(SUMMARY_SCHEMA)
     pd.testing.assert_frame_equal(table.to_pandas(), summarize(*args, explained_at=WHEN))
     assert table.num_rows == 8 and table.column("target_rank").to_pylist() == [0, 1] * 4
+
+
+def test_metric_columns_are_nan_unless_given_and_checked() -> None:
+    df = small_frame()
+    assert df["region_perturbation_aopc_morf"].isna().all() and df["pixel_flipping_morf_minus_random"].isna().all()
+    given = small_frame(metrics={"region_perturbation_aopc_morf": np.array([1.5, -0.5])})
+    assert given["region_perturbation_aopc_morf"].tolist() == [1.5, -0.5]
+    assert given["region_perturbation_aopc_lerf"].isna().all()
+    with pytest.raises(ValueError, match="unknown metric columns"):
+        small_frame(metrics={"aopc": np.zeros(2)})
+    with pytest.raises(ValueError, match="must have 2 values"):
+        small_frame(metrics={"pixel_flipping_aopc_morf": np.zeros(3)})

@@ -30,8 +30,9 @@ from .composite import (
 )
 from .dataset_spec import ArraySpec, DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing, ZarrSpec
 from .errors import ConfigError, FieldError
-from .io import canonical_json, check_files, config_digest, load_config, parse_config, resolve_paths
+from .io import canonical_json, check_files, config_digest, config_dir, load_config, parse_config, resolve_paths
 from .model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec
+from .overrides import apply_overrides
 from .rules import RULE_SPECS, RuleSpec, resolve_layer_type
 
 __all__ = [
@@ -67,9 +68,11 @@ __all__ = [
     "TargetSpec",
     "TopKTarget",
     "ZarrSpec",
+    "apply_overrides",
     "canonical_json",
     "check_files",
     "config_digest",
+    "config_dir",
     "load_config",
     "parse_config",
     "resolve_layer_type",

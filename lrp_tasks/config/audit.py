@@ -22,6 +22,7 @@ from .base import (
 )
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .metrics import MetricsSpec
 from .model_spec import ModelSpec
 
 # -- target ---------------------------------------------------------------------------------------
@@ -44,6 +45,7 @@ class ClassTarget(StrictModel):
 
     kind: Literal["class"]
     index: NonNegativeInt
+    """Class (output index) explained for every sample; must be below the model's number of classes."""
 
 
 class TopKTarget(StrictModel):
@@ -51,6 +53,7 @@ class TopKTarget(StrictModel):
 
     kind: Literal["top_k"]
     k: PositiveInt
+    """Number of explanations per sample: the k highest-scoring classes, best first."""
 
 
 TargetSpec = Annotated[
@@ -85,6 +88,7 @@ class CRPSpec(StrictModel):
     """Concept-conditional relevance: per-feature heatmaps for the channels of one layer."""
 
     layer: NonEmptyStr
+    """Module name of the layer whose channels are the concepts (e.g. ``conv2``, ``layer4.1.conv2``)."""
     features: Annotated[
         int | list[int],
         BeforeValidator(_features),
@@ -96,10 +100,13 @@ class StorageSpec(StrictModel):
     """What is kept of each explanation."""
 
     dtype: Literal["float16", "float32"] = "float32"
+    """Precision of the stored relevance maps (float16 halves the store)."""
     keep_input: Bool = True
+    """Also store each model input beside its relevance map (for overlays and reports)."""
     layerwise: list[NonEmptyStr] = Field(default_factory=list)
     """Module names whose relevance is kept besides the input relevance (may be empty)."""
     crp: CRPSpec | None = None
+    """Concept relevance (CRP): per-channel heatmaps of one layer's most relevant channels; none if omitted."""
 
     @field_validator("layerwise")
     @classmethod
@@ -117,9 +124,13 @@ class RaySpec(StrictModel):
     """Where shards run: ``address`` None starts a local Ray, otherwise e.g. ``ray://head:10001``."""
 
     address: NonEmptyStr | None = None
+    """Ray cluster to join (``ray://head:10001``, or ``auto``); empty: a private local Ray (or $RAY_ADDRESS)."""
     workers: PositiveInt = 1
+    """Ray actors explaining shards in parallel, each loading the model once (fewer if the cluster has no room)."""
     cpus_per_worker: PositiveFloat = 1.0
+    """CPUs reserved per worker (also its torch threads)."""
     gpus_per_worker: NonNegativeFloat = 0.0
+    """GPUs per worker (0.5: two workers share one GPU); falls back to CPU with a warning on a cluster without GPUs."""
 
 
 # -- the audit ------------------------------------------------------------------------------------
@@ -131,20 +142,33 @@ class AuditConfig(StrictModel):
     """One audit: explain every sample of ``dataset`` with ``model`` and keep the results in ``output``."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    """Audit name: letters, digits, ``.``, ``_``, ``-`` (names the Prefect report artifact)."""
     output: NonEmptyStr
     """Directory or fsspec URL (``s3://bucket/audits/x``) that receives the Zarr + Parquet results."""
     model: ModelSpec
+    """The classifier to explain: a builder function plus weights, or a torch.export program."""
     dataset: DatasetSpec
+    """The samples to explain: scikit-learn digits, a .npy/.npz array, an image folder or a Zarr array."""
     preprocessing: Preprocessing = Preprocessing()
+    """Resize/crop (image folders), scale, mean/std normalisation applied to every sample."""
     composite: CompositeSpec = EpsilonPlusFlatSpec(preset="EpsilonPlusFlat")
+    """Which LRP rule each layer gets: a preset name, a preset with parameters, or an explicit rules list."""
     target: TargetSpec = PredictedTarget(kind="predicted")
+    """Which output is explained: the predicted class, the true label, one fixed class, or the top k."""
     seed: Literal["one-hot", "logit"] = "one-hot"
     """Output relevance: 1 at the target class (``one-hot``) or the target's logit (``logit``)."""
     storage: StorageSpec = StorageSpec()
+    """What is kept per sample besides the input relevance: precision, inputs, layerwise relevances, CRP."""
     shard_size: PositiveInt = 256
+    """Samples per shard: the unit of work, of commit and of resumption."""
     ray: RaySpec = RaySpec()
+    """Where shards run: a private local Ray or a cluster, how many workers, CPUs/GPUs each."""
     retries: NonNegativeInt = 2
+    """Retries of a shard whose worker died before the audit fails naming it."""
     batch_size: PositiveInt = 64
+    """Samples per forward/backward pass inside a shard (memory vs speed)."""
+    metrics: MetricsSpec = MetricsSpec()
+    """Faithfulness metrics computed per sample and the model-randomisation sanity check (off unless asked)."""
 
     @model_validator(mode="after")
     def _preprocessing_fits_dataset(self) -> AuditConfig:

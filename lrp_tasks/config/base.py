@@ -13,11 +13,42 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+# What the parameters shared by many rule and preset specs mean: one wording for each, used as the
+# JSON-schema description (the Prefect UI form's help text) wherever a field has none of its own.
+COMMON_FIELD_DOCS = {
+    "kind": "which variant of this section this is",
+    "preset": "name of the composite preset",
+    "epsilon": "ε added to the denominators of LRP-ε layers (absorbs weak, contradictory relevance); >= 0",
+    "gamma": "γ: weight of the positive contributions added by LRP-γ; >= 0 (0 is LRP-0)",
+    "stabilizer": "small number added to denominators (sign-preserving) so they are never zero; >= 0",
+    "zero_bias": "ignore the layer's bias when redistributing relevance",
+    "alpha": "α: weight of the positive contributions (LRP-αβ); α − β must be 1",
+    "beta": "β: weight of the negative contributions (LRP-αβ); α − β must be 1",
+    "low": "smallest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
+    "high": "largest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
+    "convention": "rpj: RelevancePropagation.jl's conventions; zennit: reproduce zennit 1.0's numbers",
+}
+
+
+def _describe_common_fields(schema: dict[str, Any], model: type) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if "description" not in prop and name in COMMON_FIELD_DOCS:
+            prop["description"] = COMMON_FIELD_DOCS[name]
+
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, instances are immutable."""
+    """Base of every config model: unknown keys are errors, instances are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    A field's docstring (the string literal under it) is its description in the JSON schema, which
+    the Prefect UI shows beside each field of the flow's ``config`` form."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+        json_schema_extra=_describe_common_fields,
+    )
 
 
 def invalid(kind: str, message: str, field: str | None = None) -> PydanticCustomError:

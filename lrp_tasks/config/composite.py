@@ -130,14 +130,23 @@ class RuleEntry(StrictModel):
     """
 
     type: LayerTypes | None = None
+    """torch.nn class name (``Conv2d``), group (``Convolution``, ``BatchNorm``, ``AvgPool``, ``MaxPool``) or a list."""
     name: Annotated[list[NonEmptyStr], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None = None
+    """Module names or shell-style patterns (``features.*``); not with ``type``."""
     index: StrictInt | None = None
+    """Position of one layer in the flattened model, from 0 (negative: from the end); not with ``type``."""
     range: tuple[NonNegativeInt, NonNegativeInt] | None = None
+    """``[start, stop]`` layer positions, stop exclusive."""
     first: Literal[True] | None = None
+    """Select the first layer (with ``type``: only if it is of that type)."""
     last: Literal[True] | None = None
+    """Select the last layer (with ``type``: only if it is of that type)."""
     first_n: PositiveInt | None = None
+    """With ``type``: the layers of that type among the first n layers."""
     first_match: Literal[True] | None = None
+    """With ``type``: the first layer of that type, wherever it is."""
     rule: RuleSpec
+    """The rule: ``Name``, ``{kind: Name, param: value}`` or ``{Name: {param: value}}``."""
 
     @model_validator(mode="after")
     def _one_selector(self) -> RuleEntry:
@@ -173,6 +182,7 @@ class RulesCompositeSpec(StrictModel):
     """An explicit, ordered list of rule entries."""
 
     rules: list[RuleEntry] = Field(min_length=1)
+    """Ordered entries; where several select a layer, the last one wins."""
     default: RuleSpec | None = None
     """Rule of the layers no entry selects (the engine's default, LRP-0, when not given)."""
 

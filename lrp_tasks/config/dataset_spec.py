@@ -24,8 +24,11 @@ class DigitsSpec(StrictModel):
 
     kind: Literal["digits"]
     split: Literal["all", "train", "test"] = "all"
+    """``all`` 1797 images, or the stratified 80/20 ``train``/``test`` split the demo model was trained with."""
     repeat: PositiveInt = 1
+    """Tile the split this many times (benchmarks); copies after the first get pixel noise."""
     jitter: NonNegativeFloat = 0.05
+    """Standard deviation of the Gaussian pixel noise of the repeated copies."""
 
 
 class ArraySpec(StrictModel):
@@ -36,10 +39,13 @@ class ArraySpec(StrictModel):
 
     kind: Literal["array"]
     path: NonEmptyStr
+    """A .npy or .npz file (relative paths: to the config file's directory); first axis = samples."""
     array: NonEmptyStr | None = None
     """Member of a ``.npz``; may be left out when the archive holds exactly one array."""
     labels: NonEmptyStr | None = None
+    """Member of the same .npz holding integer labels."""
     labels_path: NonEmptyStr | None = None
+    """A .npy file of integer labels, one per sample."""
 
     @field_validator("path")
     @classmethod
@@ -71,7 +77,9 @@ class ImageFolderSpec(StrictModel):
 
     kind: Literal["imagefolder"]
     path: NonEmptyStr
+    """Folder with one sub-folder of .png/.jpg/.jpeg images per class (relative: to the config file's directory)."""
     channels: Literal[1, 3] = 3
+    """1: read images as grayscale; 3: as RGB."""
     classes: list[NonEmptyStr] | None = Field(default=None, min_length=1)
     """Class folders in label order; default: every sub-folder, sorted."""
 
@@ -95,7 +103,9 @@ class ZarrSpec(StrictModel):
 
     kind: Literal["zarr"]
     path: NonEmptyStr
+    """Zarr group: a local path (relative: to the config file's directory) or an fsspec URL."""
     array: NonEmptyStr
+    """Array of the group holding the samples (first axis = samples)."""
     labels: NonEmptyStr | None = None
     """Another array of the same group holding integer labels."""
 
@@ -114,8 +124,11 @@ class Preprocessing(StrictModel):
     crop: Size | None = None
     """Centre crop to ``[height, width]`` (an int: a square) after resizing."""
     scale: PositiveFloat | None = None
+    """Multiply every value (e.g. 1/255 for raw 0–255 arrays)."""
     mean: list[Float] | None = Field(default=None, min_length=1)
+    """Subtracted per channel: one value, or one per channel."""
     std: list[PositiveFloat] | None = Field(default=None, min_length=1)
+    """Divides per channel after the mean: one value, or one per channel (> 0)."""
 
     @model_validator(mode="after")
     def _same_channels(self) -> Preprocessing:

@@ -2,14 +2,16 @@
 
 Validation (``load_config``) is pure: it never touches the files a config names, so a config can be
 validated where they do not exist (the Prefect server, CI). ``check_files`` is the separate step
-that does, run where the audit reads them. Relative paths are relative to the working directory
-(the project root when using the CLI), or to ``root`` when given.
+that does, run where the audit reads them. Relative paths in a config file are relative to the
+directory of that file (``config_dir``): callers pass it as ``root``; without a root (a config
+built in Python or given as a flow parameter) they are relative to the working directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,8 +84,14 @@ def parse_config(data: Any, source: str = "<config>", node: yaml.Node | None = N
         raise from_validation_error(exc, source, AuditConfig, node) from None
 
 
+def config_dir(path: str | Path) -> Path:
+    """The directory relative paths of the config file at `path` resolve against: its own."""
+    return Path(path).expanduser().absolute().parent
+
+
 def load_config(path: str | Path, *, require_files: bool = False, root: str | Path | None = None) -> AuditConfig:
-    """Read and validate a YAML audit config; ``require_files`` also runs ``check_files``."""
+    """Read and validate a YAML audit config; ``require_files`` also runs ``check_files`` with
+    paths relative to ``root`` (default: the config file's directory)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -94,7 +102,7 @@ def load_config(path: str | Path, *, require_files: bool = False, root: str | Pa
     data, node = parse_yaml(text, source)
     cfg = parse_config(data, source, node)
     if require_files:
-        check_files(cfg, root=root, source=source)
+        check_files(cfg, root=config_dir(path) if root is None else root, source=source)
     return cfg
 
 
@@ -147,6 +155,8 @@ def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str
     """Raise ``ConfigError`` naming every local file or folder the config needs that is missing."""
     wanted = {f"model.{key}": (path, "file") for key, path in model_files(cfg.model).items()}
     wanted.update({f"dataset.{key}": value for key, value in _dataset_files(cfg.dataset).items()})
+    if isinstance(cfg.model, BuilderModelSpec) and cfg.model.module_dir is not None:
+        wanted["model.module_dir"] = (cfg.model.module_dir, "dir")
     errors = []
     for field, (path, what) in wanted.items():
         resolved = resolve_path(path, root)
@@ -154,22 +164,25 @@ def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str
         if not ok:
             noun = "file" if what == "file" else "folder"
             state = f"is not a {noun}" if resolved.exists() else "not found"
-            errors.append(FieldError(field, f"{noun} {state}: {path} (resolved to {resolved.absolute()})"))
+            where = os.path.normpath(resolved.absolute())
+            errors.append(FieldError(field, f"{noun} {state}: {path} (resolved to {where})"))
     if errors:
         raise ConfigError(source, errors)
 
 
 def resolve_paths(cfg: AuditConfig, root: str | Path | None = None) -> AuditConfig:
     """A copy whose local paths are absolute, resolved against `root` (default: the working
-    directory), so that workers with another working directory read the same files."""
+    directory), so that workers with another working directory read the same files. A builder's
+    ``module_dir`` becomes absolute too (`root` itself when not given): where workers import it."""
     base = Path(root) if root is not None else Path.cwd()
 
     def absolute(path: str | None) -> str | None:
-        return path if path is None or is_url(path) else str(resolve_path(path, base).absolute())
+        return path if path is None or is_url(path) else os.path.normpath(resolve_path(path, base).absolute())
 
     model = cfg.model
     if isinstance(model, BuilderModelSpec):
-        model = model.model_copy(update={"weights": absolute(model.weights)})
+        module_dir = absolute(model.module_dir or ".")
+        model = model.model_copy(update={"weights": absolute(model.weights), "module_dir": module_dir})
     else:
         model = model.model_copy(update={"path": absolute(model.path)})
     dataset = cfg.dataset

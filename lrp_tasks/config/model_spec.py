@@ -35,12 +35,20 @@ class BuilderModelSpec(StrictModel):
 
     kind: Literal["builder"]
     builder: Annotated[str, Field(pattern=BUILDER_PATTERN, examples=["lrp_tasks.models.digits:build_digits_cnn"])]
+    """``module:function`` returning the torch.nn.Module; the module is imported from ``module_dir``
+    (default: the config file's directory) or from the installed packages."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the builder (e.g. ``num_classes: 10``)."""
     weights: NonEmptyStr | None = None
+    """State dict file: .safetensors, or .pt/.pth/.bin read without code execution (relative: to the
+    config file's directory); none: the builder's own initialisation."""
     key: NonEmptyStr | None = None
     """Entry of a checkpoint dict that holds the state dict (e.g. ``state_dict``), if nested."""
     strip_prefix: NonEmptyStr | None = None
     """Prefix removed from every key before loading (e.g. ``module.`` from DataParallel)."""
+    module_dir: NonEmptyStr | None = None
+    """Directory searched first for the builder's module (relative: to the config file's directory);
+    default: the config file's directory itself."""
 
     @field_validator("weights")
     @classmethod
@@ -54,6 +62,7 @@ class ExportedModelSpec(StrictModel):
 
     kind: Literal["export"]
     path: NonEmptyStr
+    """The ``torch.export.save`` program, a .pt2 file (relative: to the config file's directory)."""
 
     @field_validator("path")
     @classmethod

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import pickle
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,13 +58,36 @@ def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def import_builder(target: str) -> Any:
-    """The callable named by ``package.module:attr.path``."""
-    module_name, _, attr_path = target.partition(":")
+@contextlib.contextmanager
+def _searching(directory: Path | None) -> Iterator[None]:
+    """`directory` first on ``sys.path`` while a builder is imported and called (its own imports)."""
+    entry = str(directory) if directory is not None else None
+    if entry is None or entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelLoadError(f"cannot import the builder module {module_name!r}: {exc}") from exc
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
+def import_builder(target: str, search_dir: str | Path | None = None) -> Any:
+    """The callable named by ``package.module:attr.path``; the module is looked up in `search_dir`
+    first (the config file's directory), then in the installed packages."""
+    module_name, _, attr_path = target.partition(":")
+    where = f"{search_dir} and the installed packages" if search_dir is not None else "the installed packages"
+    try:
+        with _searching(Path(search_dir) if search_dir is not None else None):
+            obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(f"cannot import the builder module {module_name!r} (looked in {where}): {exc}") from None
+    except Exception as exc:  # the module itself raised while importing: one line, not a traceback
+        raise ModelLoadError(
+            f"importing the builder module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for attr in attr_path.split("."):
         try:
             obj = getattr(obj, attr)
@@ -153,11 +178,13 @@ def _set_eval(module: nn.Module) -> nn.Module:
 
 
 def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedModel:
-    builder = import_builder(spec.builder)
+    search_dir = resolve_path(spec.module_dir or ".", root).absolute()
+    builder = import_builder(spec.builder, search_dir)
     try:
-        module = builder(**spec.kwargs)
+        with _searching(search_dir):  # a builder may import siblings of its module when called
+            module = builder(**spec.kwargs)
     except Exception as exc:
-        raise ModelLoadError(f"builder {spec.builder}(**{spec.kwargs}) failed: {exc}") from exc
+        raise ModelLoadError(f"builder {spec.builder}(**{spec.kwargs}) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"builder {spec.builder} returned {type(module).__name__}, not a torch.nn.Module")
     call = f"{spec.builder}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())})"
@@ -179,7 +206,8 @@ def _load_exported(spec: ExportedModelSpec, root: str | Path | None) -> LoadedMo
 
 
 def load_model(source: ModelSpec, root: str | Path | None = None) -> LoadedModel:
-    """Build/load the model `source` describes; relative paths resolve against `root` (default: cwd)."""
+    """Build/load the model `source` describes; relative paths (and a builder's module directory)
+    resolve against `root`: the config file's directory (default: the working directory)."""
     if isinstance(source, BuilderModelSpec):
         return _load_builder(source, root)
     if isinstance(source, ExportedModelSpec):

@@ -17,7 +17,7 @@ import zarr
 from .errors import NotAnAuditError
 from .layout import AuditLayout, local_path
 from .manifest import read_records
-from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, LAYERWISE, RELEVANCE
+from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, LAYERWISE, METRICS, RELEVANCE
 from .summaries_io import committed_part_ids, read_parts
 
 if TYPE_CHECKING:  # xarray is imported on first use: writers never need it
@@ -167,6 +167,24 @@ class AuditReader:
         arr = self._layerwise_dataset[name]
         prefix = f"{name}."
         return arr.rename({d: d[len(prefix) :] for d in arr.dims if d.startswith(prefix)})
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Perturbation curves the audit keeps (e.g. ``region_perturbation_morf``), in config order."""
+        return list(self.layout_info.get("metrics") or {})
+
+    @functools.cached_property
+    def _metrics_dataset(self) -> xr.Dataset:
+        return self._open_dataset(METRICS)
+
+    def metric_curves(self, name: str) -> xr.DataArray:
+        """Perturbation curves ``name``: the explained logit at steps 0..L, ``(sample, [explanation,] step)``
+        with a ``sample`` coordinate, loaded from Zarr on access."""
+        names = self.metric_names
+        if name not in names:
+            raise KeyError(f"the audit keeps no metric curves {name!r}; it keeps {names}")
+        arr = self._metrics_dataset[name]
+        return arr.rename({f"{name}.step": "step"})
 
     def _concept_array(self, name: str) -> xr.DataArray:
         if CONCEPTS not in self.dataset:

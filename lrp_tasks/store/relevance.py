@@ -50,6 +50,15 @@ LAYERWISE = "layerwise"
 SAMPLE_ARRAYS = (RELEVANCE, INPUT, LOGITS, TARGET, CONCEPTS, CONCEPT_CHANNELS, CONCEPT_RELEVANCE)
 
 
+METRICS = "metrics"
+"""Subgroup holding one array of perturbation curves per metric and order (sample × [k ×] step)."""
+
+
+def metric_key(name: str) -> str:
+    """Path (inside the group) of the array holding the curves ``name``."""
+    return f"{METRICS}/{name}"
+
+
 def layerwise_key(name: str) -> str:
     """Path (inside the group) of the array holding the relevance at the output of layer ``name``."""
     return f"{LAYERWISE}/{name}"
@@ -144,6 +153,13 @@ def array_plan(spec: AuditSpec) -> dict[str, dict[str, Any]]:
             "fill_value": float("nan"),
             "dims": ("sample", *kdims, *(f"{name}.{d}" for d in sample_dim_names(layer_shape))),
         }
+    for name in spec.metrics:
+        plan[metric_key(name)] = {
+            "shape": (n, *spec.metric_row_shape(name)),
+            "dtype": "float32",
+            "fill_value": float("nan"),
+            "dims": ("sample", *kdims, f"{name}.step"),
+        }
     for entry in plan.values():
         entry["chunks"] = (chunk, *entry["shape"][1:])
     return plan
@@ -154,6 +170,8 @@ def _build_group(path: str, spec: AuditSpec, attrs: Mapping[str, Any]) -> None:
     compressors = _compressors(spec.compression)
     if spec.layerwise:
         group.create_group(LAYERWISE)
+    if spec.metrics:
+        group.create_group(METRICS)
     for name, entry in array_plan(spec).items():
         parent, _, leaf = name.rpartition("/")
         (group[parent] if parent else group).create_array(

@@ -46,6 +46,8 @@ class AuditSpec:
     ``explanations_per_sample`` (k) > 1 adds a k axis after the sample axis (top-k targets).
     ``layerwise`` maps module names to the shape of one explanation's relevance at that module's output
     (without the k axis, which is added as for ``relevance``): each is kept in ``layerwise/<name>``.
+    ``metrics`` maps curve names (e.g. ``region_perturbation_morf``) to their number of points: each is
+    kept in ``metrics/<name>`` as one float32 curve per explanation (with the k axis as for ``relevance``).
     ``n_concepts`` > 0 keeps CRP concept maps with the channel and relevance of each concept per sample;
     ``concept_ids`` fixes the channels (indexed features), ``None`` lets them vary per sample (top-n).
     ``shard_size`` is the unit of work and of commit; ``chunk_size`` (Zarr chunk along samples) must
@@ -65,6 +67,7 @@ class AuditSpec:
     n_concepts: int = 0
     concept_ids: tuple[int, ...] | None = None
     layerwise: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    metrics: Mapping[str, int] = field(default_factory=dict)
     chunk_size: int | None = None
     compression: Compression = "lz4"
     config: Mapping[str, Any] = field(default_factory=dict)
@@ -90,6 +93,13 @@ class AuditSpec:
             if not dims or any(s < 1 for s in dims):
                 problems.append(f"layerwise[{name!r}] shape must be non-empty positive sizes, got {dims}")
         object.__setattr__(self, "layerwise", layers)
+        curves = {str(name): int(points) for name, points in dict(self.metrics).items()}
+        for name, points in curves.items():
+            if not name or "/" in name or name in (".", "..") or name.startswith("__"):
+                problems.append(f"metrics name {name!r} cannot name a Zarr array (empty, '/', '.', '..', '__...')")
+            if points < 1:
+                problems.append(f"metrics[{name!r}] must have >= 1 points, got {points}")
+        object.__setattr__(self, "metrics", curves)
         if self.n_samples < 1:
             problems.append(f"n_samples must be >= 1, got {self.n_samples}")
         if not shape or any(s < 1 for s in shape):
@@ -145,6 +155,10 @@ class AuditSpec:
         """Shape of one sample's relevance at layer ``name``: with a leading k axis when k > 1."""
         return ((self.k,) if self.k > 1 else ()) + self.layerwise[name]
 
+    def metric_row_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one sample's curve ``name``: its points, with a leading k axis when k > 1."""
+        return ((self.k,) if self.k > 1 else ()) + (self.metrics[name],)
+
     @property
     def resolved_chunk_size(self) -> int:
         if self.chunk_size is not None:
@@ -156,6 +170,7 @@ class AuditSpec:
             int(np.prod(self.sample_shape)) * self.n_concepts * itemsize,
             self.n_classes * 4,
             *(int(np.prod(self.layerwise_row_shape(name))) * itemsize for name in self.layerwise),
+            *(int(np.prod(self.metric_row_shape(name))) * 4 for name in self.metrics),
         )
         return default_chunk_size(self.shard_size, per_sample)
 
@@ -189,6 +204,8 @@ class AuditSpec:
             layout["concept_arrays"] = ["concept_channels", "concept_relevance"]
         if self.layerwise:
             layout["layerwise"] = {name: list(shape) for name, shape in self.layerwise.items()}
+        if self.metrics:
+            layout["metrics"] = dict(self.metrics)
         return layout
 
 
@@ -202,7 +219,8 @@ class ShardResult:
     With CRP concepts (``n_concepts`` > 0): concepts ``(n, n_concepts, *input)``, concept_channels
     ``(n, n_concepts)`` (integers: the layer channel of each concept map) and concept_relevance
     ``(n, n_concepts)`` (the concept's relevance at that layer). With layerwise relevances: ``layerwise``
-    maps each layer name of the spec to ``(n, *layer_shape)`` or ``(n, k, *layer_shape)``.
+    maps each layer name of the spec to ``(n, *layer_shape)`` or ``(n, k, *layer_shape)``. With metric
+    curves: ``metrics`` maps each curve name of the spec to ``(n, points)`` or ``(n, k, points)``.
     """
 
     shard_id: int
@@ -217,6 +235,7 @@ class ShardResult:
     concept_channels: np.ndarray | None = None
     concept_relevance: np.ndarray | None = None
     layerwise: Mapping[str, np.ndarray] | None = None
+    metrics: Mapping[str, np.ndarray] | None = None
 
     @property
     def n(self) -> int:

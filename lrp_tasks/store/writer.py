@@ -50,6 +50,7 @@ from .relevance import (
     RelevanceArrays,
     create_group_atomically,
     layerwise_key,
+    metric_key,
     read_group_attrs,
 )
 from .spec import AuditSpec, ShardResult, canonical_json
@@ -358,6 +359,7 @@ class AuditStore:
             raise ShardValidationError(f"{where}: input given but the audit was created with keep_input=False")
         data.update(self._validated_concepts(shard, where, shaped, checked))
         data.update(self._validated_layerwise(shard, where, shaped, checked))
+        data.update(self._validated_metrics(shard, where, shaped, checked))
         return data
 
     def _validated_concepts(self, shard: ShardResult, where: str, shaped: Any, checked: Any) -> dict:
@@ -414,6 +416,23 @@ class AuditStore:
             label = f"layerwise[{name!r}]"
             arr = shaped(label, given[name], (shard.n, *spec.layerwise_row_shape(name)))
             data[layerwise_key(name)] = checked(label, arr, spec.dtype)
+        return data
+
+    def _validated_metrics(self, shard: ShardResult, where: str, shaped: Any, checked: Any) -> dict:
+        spec = self.spec
+        given = dict(shard.metrics or {})
+        missing = [name for name in spec.metrics if name not in given]
+        extra = [name for name in given if name not in spec.metrics]
+        if missing or extra:
+            raise ShardValidationError(
+                f"{where}: metric curves must be exactly the audit's {list(spec.metrics)}; "
+                f"missing {missing}, not in the audit {extra}"
+            )
+        data = {}
+        for name in spec.metrics:
+            label = f"metrics[{name!r}]"
+            arr = shaped(label, given[name], (shard.n, *spec.metric_row_shape(name)))
+            data[metric_key(name)] = checked(label, arr, "float32")
         return data
 
     def _check_consistency(self, shard: ShardResult, sample_index: np.ndarray, target: np.ndarray) -> None:

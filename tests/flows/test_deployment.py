@@ -4,8 +4,10 @@ A Prefect server on a free loopback port (private PREFECT_HOME), the ``lrp-audit
 ``prefect deploy`` from the repository's prefect.yaml, the cron schedule checked (the server's
 scheduler must create runs at 02:00 UTC) then paused, a process worker started OUTSIDE the
 repository (so the deployment's pull step must move the run into the project directory), and a
-run triggered with ``prefect deployment run`` whose config writes the audit of the 360 test digits
-into tmp_path. The flow run must complete and the store hold every sample.
+run triggered with ``prefect deployment run`` that fills the typed ``config`` parameter (the UI
+form) while the deployment's default ``config_path`` stays set: the config must win, writing the
+audit of the 360 test digits into tmp_path. The flow run must complete and the store hold every
+sample. The stored parameter schema must describe every field (the UI form's help texts).
 
 Runtime on 2 shared cores: about a minute (server start, deploy, flow subprocess with a
 private local Ray). On failure the server's, the worker's and the flow run's logs are printed.
@@ -26,6 +28,7 @@ import httpx
 import pytest
 import yaml
 
+from lrp_tasks.config import parse_config
 from lrp_tasks.store import open_audit, plan_shards
 
 from .prefect_server import (
@@ -46,17 +49,17 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 RUN_TIMEOUT = 420.0  # worker poll + flow subprocess + local Ray + 360 samples; ~60 s when idle
 
 
-def _write_config(path: Path, output: Path) -> dict[str, Any]:
-    """conf/demo.yaml, but the 360 test digits, one Ray worker and the store in tmp_path. The model
-    weights stay a relative path: only found if the pull step moved the run to the project root."""
+def _form_config(output: Path) -> dict[str, Any]:
+    """conf/demo.yaml as the UI form would send it, but the 360 test digits, one Ray worker and the
+    store in tmp_path. A form has no file: its relative weights path resolves against the run's
+    working directory, so it is only found if the pull step moved the run to the project root."""
     cfg = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text())
     cfg["name"] = "nightly-digits-test"
     cfg["output"] = str(output)
     cfg["dataset"]["split"] = "test"
     cfg["ray"].update(address=None, workers=1)
-    assert not Path(cfg["model"]["weights"]).is_absolute()
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return cfg
+    cfg["model"]["weights"] = "models/digits_cnn.safetensors"  # relative to the project directory
+    return parse_config(cfg).model_dump(mode="json")  # every field filled in, as a form sends it
 
 
 def _api(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
@@ -107,8 +110,7 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
     )
     output = tmp_path / "audit"
-    config_path = tmp_path / "nightly-test.yaml"
-    cfg = _write_config(config_path, output)
+    cfg = _form_config(output)
     worker_dir = tmp_path / "worker-cwd"  # not the repository: the pull step has to find it
     worker_dir.mkdir()
 
@@ -126,6 +128,11 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
         assert deployment["entrypoint"] == "flows/audit.py:audit", deployed
         assert deployment["work_pool_name"] == POOL
         assert deployment["parameters"] == {"config_path": "conf/demo.yaml", "compare_with": "previous"}
+        # the UI form explains every field of the config (pydantic descriptions in the schema)
+        definitions = deployment["parameter_openapi_schema"]["definitions"]
+        undescribed = [f"{name}.{field}" for name, d in definitions.items()
+                       for field, prop in d.get("properties", {}).items() if not prop.get("description")]
+        assert undescribed == [] and "AuditConfig" in definitions
         assert deployment["global_concurrency_limit"]["limit"] == 1  # one nightly audit at a time
         assert [next(iter(step)) for step in deployment["pull_steps"]] == [
             "prefect.deployments.steps.run_shell_script", "prefect.deployments.steps.set_working_directory"]
@@ -157,7 +164,7 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
         procs.append(worker)
         def run_once() -> str:
             nonlocal flow_run_id
-            triggered = run_cli(["deployment", "run", DEPLOYMENT, "--param", f"config_path={config_path}"],
+            triggered = run_cli(["deployment", "run", DEPLOYMENT, "--params", json.dumps({"config": cfg})],
                                 env, tmp_path)
             found = UUID.search(triggered)
             assert found, f"no flow run id in the output of `prefect deployment run`:\n{triggered}"
@@ -171,7 +178,10 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
                         alive=(server, worker))
             assert run["state"]["type"] == "COMPLETED", (
                 f"flow run ended {run['state']['type']}: {run['state']['message']}")
-            assert run["parameters"] == {"config_path": str(config_path), "compare_with": "previous"}
+            # the deployment's default config_path is still set: the typed config won over it
+            assert run["parameters"]["config"]["name"] == cfg["name"]
+            assert run["parameters"]["config_path"] == "conf/demo.yaml"
+            assert run["parameters"]["compare_with"] == "previous"
             assert run["deployment_id"] == deployment["id"]
             return flow_run_id
 

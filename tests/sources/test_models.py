@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,9 @@ def test_builder_kwargs_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"weights file not found: .*none\.safetensors"):
         load_model(spec(tmp_path / "none.safetensors"))
     with pytest.raises(
-        ModelLoadError, match=r"cannot import the builder module 'no_such_pkg\.models': No module named 'no_such_pkg'"
+        ModelLoadError,
+        match=r"cannot import the builder module 'no_such_pkg\.models' \(looked in .* and the installed packages\): "
+        r"No module named 'no_such_pkg'",
     ):
         load_model(BuilderModelSpec(kind="builder", builder="no_such_pkg.models:build"))
     with pytest.raises(ModelLoadError, match="has no attribute 'build_nothing'"):
@@ -115,6 +118,35 @@ def test_builder_kwargs_and_missing_files(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_root(tmp_path: Path) -> None:
     save_file(trained_state(), str(tmp_path / "w.safetensors"))
     assert load_model(spec(Path("w.safetensors")), root=tmp_path).weights_digest
+
+
+def test_builder_module_is_imported_from_the_config_directory(tmp_path: Path, monkeypatch) -> None:
+    """``builder: mynet:build`` next to the config works from any working directory, also when the
+    module imports a sibling; ``module_dir`` (relative to the root) points elsewhere."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "mynet_parts_4711.py").write_text("WIDTH = 3\n")
+    (tmp_path / "conf" / "mynet_4711.py").write_text(
+        "from torch import nn\n"
+        "def build(classes=2):\n"
+        "    import mynet_parts_4711\n"  # imported while the builder runs
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(mynet_parts_4711.WIDTH, classes))\n"
+    )
+    monkeypatch.chdir(tmp_path)  # neither the cwd nor sys.path holds the module
+    builder = BuilderModelSpec(kind="builder", builder="mynet_4711:build", kwargs={"classes": 5})
+    with pytest.raises(ModelLoadError, match=r"cannot import the builder module 'mynet_4711' \(looked in "):
+        load_model(builder)
+    assert load_model(builder, root=tmp_path / "conf").module[1].out_features == 5
+    for name in ("mynet_4711", "mynet_parts_4711"):
+        sys.modules.pop(name, None)
+    elsewhere = builder.model_copy(update={"module_dir": "conf"})
+    assert load_model(elsewhere, root=tmp_path).module[1].out_features == 5
+    assert str(tmp_path / "conf") not in sys.path  # searched while loading only
+
+
+def test_a_builder_module_that_fails_to_import_is_one_message(tmp_path: Path) -> None:
+    (tmp_path / "broken_4711.py").write_text("raise RuntimeError('no GPU here')\n")
+    with pytest.raises(ModelLoadError, match=r"importing the builder module 'broken_4711' failed: RuntimeError: no"):
+        load_model(BuilderModelSpec(kind="builder", builder="broken_4711:build"), root=tmp_path)
 
 
 def test_exported_programs(tmp_path: Path) -> None:
