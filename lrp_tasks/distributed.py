@@ -16,13 +16,14 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from lrp_tasks import local_ray
 from lrp_tasks.config import AuditConfig, ConfigError, RaySpec
 from lrp_tasks.shard import TEST_HOOKS, SampleError, ShardExplainer, ShardOutcome, TargetError
 from lrp_tasks.store import ShardValidationError
@@ -87,24 +88,26 @@ def plan_workers(spec: RaySpec, resources: dict[str, float]) -> WorkerPlan:
 
 @contextmanager
 def ray_session(spec: RaySpec, num_cpus: float | None = None) -> Iterator[dict[str, float]]:
-    """Attach to ``spec.address`` (or ``$RAY_ADDRESS``), else start a private local Ray: never
-    attach by accident to a cluster that happens to run on this machine."""
-    started_here = False
-    if not ray.is_initialized():
-        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
-        address = spec.address or os.environ.get("RAY_ADDRESS")
+    """Attach to ``spec.address`` (or ``$RAY_ADDRESS``), else start a private local Ray (loopback
+    only, see lrp_tasks.local_ray): never attach by accident to a cluster that happens to run on
+    this machine."""
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
+    address = spec.address or os.environ.get("RAY_ADDRESS")
+    with ExitStack() as session:
+        session.callback(ray.shutdown)  # also after a failed or interrupted start (a no-op if none)
         if address:
-            ray.init(address=address, **kwargs)
+            with local_ray.keep_signal_handler():
+                ray.init(address=address, **kwargs)
         else:
             cpus = num_cpus or max(spec.workers * spec.cpus_per_worker, 1)
-            ray.init(address="local", num_cpus=int(max(cpus, os.cpu_count() or 1)), include_dashboard=False, **kwargs)
-        started_here = True
-    try:
+            session.enter_context(local_ray.private_auth())
+            with local_ray.keep_signal_handler():
+                local_ray.start_private_ray(int(max(cpus, os.cpu_count() or 1)), **kwargs)
         yield ray.cluster_resources()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 @ray.remote
@@ -122,8 +125,10 @@ class ShardWorker:
                 "device": str(self.explainer.device)}
 
     def explain(self, shard_id: int, start: int, stop: int) -> dict[str, Any]:
+        started_at = time.time()  # wall clock: when the shard really began (not when the driver saw it end)
         outcome = self.explainer.explain_shard(shard_id, start, stop)
         out = outcome.to_dict()
+        out["started_at"] = started_at
         out["node"] = ray.get_runtime_context().get_node_id()
         return out
 
