@@ -25,6 +25,7 @@ from lrp_tasks.engine import (
     IndexedFeatures,
     TopK,
     TopNFeatures,
+    UnmatchedSelectorError,
     canonize,
     strip_softmax,
 )
@@ -99,7 +100,11 @@ class ShardExplainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         loaded = load_model(cfg.model)
         model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
-        self.analyzer = LRP(model, build_composite(cfg.composite))
+        try:
+            # conservation is measured per sample into the summaries, not warned about
+            self.analyzer = LRP(model, build_composite(cfg.composite), conservation_tolerance=None)
+        except UnmatchedSelectorError as exc:
+            raise self._config_error("composite.rules", str(exc)) from exc
         self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
         self.dataset = open_dataset(cfg)
@@ -155,7 +160,7 @@ class ShardExplainer:
         names = list(self.cfg.storage.layerwise)
         valid = self.analyzer.layer_names
         for i, name in enumerate(names):
-            if name not in valid:
+            if not self.analyzer.knows(name):
                 raise self._config_error(
                     f"storage.layerwise[{i}]", f"the model has no layer named {name!r}; its layers are {valid}"
                 )
@@ -181,7 +186,7 @@ class ShardExplainer:
         if spec is None:
             return None
         features = TopNFeatures(spec.features) if isinstance(spec.features, int) else IndexedFeatures(*spec.features)
-        if spec.layer not in self.analyzer.layer_names:
+        if not self.analyzer.knows(spec.layer):
             raise self._config_error(
                 "storage.crp.layer",
                 f"the model has no layer named {spec.layer!r}; its layers are {self.analyzer.layer_names}",
@@ -218,7 +223,7 @@ class ShardExplainer:
         """Relevance at the output of each configured layer, in config order."""
         if not self.layerwise:
             return {}
-        by_layer = self.analyzer.relevance_by_layer(expl)
+        by_layer = self.analyzer.relevance_by_layer(expl, self.layerwise)
         missing = [name for name in self.layerwise if name not in by_layer]
         if missing:  # graph models: a module whose output receives no relevance
             raise RuntimeError(f"the engine gave no layerwise relevance for layers {missing}")
