@@ -1,28 +1,59 @@
-"""The full audit flow (Prefect + Ray actor pool + store) against the bare engine loop in one
-process, on the digits demo scaled up with jittered copies, measured in one run.
+"""The full audit (``lrp-audit run``: Prefect + private Ray actor pool + store) against bare engine
+loops doing the same work (explain, summarise, write, commit) with the same parallelism, in
+interleaved rounds, on the digits demo scaled up with jittered copies.
 
-    .venv/bin/python benchmarks/pipeline.py                 # 21,564 samples (repeat 12) and 1,797
-    .venv/bin/python benchmarks/pipeline.py --repeat 2      # quicker
+    .venv/bin/python benchmarks/pipeline.py                       # 21,564 samples (12 copies), 3 rounds
+    .venv/bin/python benchmarks/pipeline.py --copies 4 --rounds 2 # quicker
 
-Prints samples/s for both and their ratio, the flow's cold start (flow start → first shard
-committed: temporary Prefect server, Ray start, model loads) separately, and the peak memory
-(resident set of this process and all its descendants, sampled every 50 ms)."""
+Variants, each a fresh subprocess per round, round-robin (so all see the same machine load):
+
+* ``bare threads``: one process, W torch threads, every shard in turn;
+* ``bare processes``: W processes with one torch thread each, shards split between them
+  (the same shape as the flow's W Ray actors with one CPU each);
+* ``flow``: ``lrp-audit run`` with W Ray workers of one CPU each.
+
+Each is timed end to end (process start to exit: imports, model loads, Ray and the temporary Prefect
+server included) and steady (samples / time from the earliest shard start to the last commit, i.e.
+without the fixed start cost). Printed: samples/s of both, the flow / bare ratios for both, the
+flow's fixed start cost (end-to-end time minus the time its shards ran) and where it goes (from the
+flow's ``phase_seconds``), and the peak memory of the flow's process tree."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lrp-bench-prefect-"))
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BARE_WORKER = r"""
+import json, sys, time
+t_proc = time.time()
+import torch
+from lrp_tasks.config import load_config
+from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+config, threads, index, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+explainer = ShardExplainer(audit_config_for_workers(load_config(config)))
+first, samples = None, 0
+for shard_id, lo, hi in explainer.store.plan:
+    if shard_id % count != index:
+        continue
+    t0 = time.time()
+    samples += explainer.explain_shard(shard_id, lo, hi).samples
+    first = t0 if first is None else first
+print(json.dumps({"first_shard_start": first, "end": time.time(), "samples": samples}))
+"""
 
 
 def tree_rss(pid: int) -> int:
@@ -48,104 +79,152 @@ def tree_rss(pid: int) -> int:
 
 
 class PeakMemory:
-    def __init__(self) -> None:
-        self.peak = 0
+    """Peak resident memory of a process tree, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(os.getpid()))
+            self.peak = max(self.peak, tree_rss(self.pid))
             time.sleep(0.05)
 
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> int:
         self._stop.set()
         self._thread.join()
+        return self.peak
 
 
-def config(repeat: int, output: str, workers: int):
-    from lrp_tasks.config import parse_config
+def write_config(path: Path, output: Path, copies: int, workers: int) -> Path:
+    cfg = {
+        "name": f"bench-{copies}",
+        "output": str(output),
+        "model": {
+            "kind": "builder",
+            "builder": "lrp_tasks.models.digits:build_digits_cnn",
+            "weights": str(ROOT / "models" / "digits_cnn.safetensors"),
+        },
+        "dataset": {"kind": "digits", "split": "all", "repeat": copies},
+        "composite": "EpsilonPlusFlat",
+        "shard_size": 1024,
+        "batch_size": 256,
+        "ray": {"workers": workers, "cpus_per_worker": 1},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
-    return parse_config(
-        {
-            "name": f"bench-{repeat}",
-            "output": output,
-            "model": {"kind": "builder", "builder": "lrp_tasks.models.digits:build_digits_cnn",
-                      "weights": str(ROOT / "models" / "digits_cnn.safetensors")},
-            "dataset": {"kind": "digits", "split": "all", "repeat": repeat},
-            "composite": "EpsilonPlusFlat",
-            "shard_size": 1024,
-            "batch_size": 256,
-            "ray": {"workers": workers, "cpus_per_worker": 1},
-        }
+
+def env() -> dict[str, str]:
+    out = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    out.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return out
+
+
+def bare(config: Path, workers: int, processes: bool) -> dict[str, float]:
+    """W processes x 1 thread, or 1 process x W threads."""
+    count = workers if processes else 1
+    threads = 1 if processes else workers
+    start = time.time()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BARE_WORKER, str(config), str(threads), str(i), str(count)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+        )
+        for i in range(count)
+    ]
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    end = time.time()
+    samples = sum(o["samples"] for o in outs)
+    first = min(o["first_shard_start"] for o in outs)
+    last = max(o["end"] for o in outs)
+    return {"samples": samples, "wall": end - start, "steady": samples / (last - first), "fixed": first - start}
+
+
+def flow(config: Path, workers: int, prefect_home: Path) -> dict[str, float]:
+    start = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "run", str(config), "--workers", str(workers), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**env(), "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "WARNING"},
     )
-
-
-def bare_loop(repeat: int, workdir: str, threads: int) -> tuple[float, int]:
-    """The same work (explain, summarise, write, commit) in this process, no Prefect, no Ray."""
-    import torch
-
-    from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
-
-    torch.set_num_threads(threads)
-    explainer = ShardExplainer(audit_config_for_workers(config(repeat, f"{workdir}/bare-{repeat}", 1)))
-    start = time.perf_counter()
-    samples = 0
-    for shard_id, lo, hi in explainer.store.plan:
-        samples += explainer.explain_shard(shard_id, lo, hi).samples
-    return time.perf_counter() - start, samples
-
-
-def flow_run(repeat: int, workdir: str, workers: int) -> dict[str, float]:
-    from flows import progress
-    from flows.audit import audit
-
-    stamps: list[tuple[float, int]] = []
-
-    def listener(p: progress.Progress) -> None:
-        stamps.append((time.perf_counter(), p.samples))
-
-    progress.add_listener(listener)
-    start = time.perf_counter()
-    try:
-        result = audit(config=config(repeat, f"{workdir}/flow-{repeat}", workers))
-    finally:
-        progress.remove_listener(listener)
-    end = time.perf_counter()
-    (t_first, s_first), (t_last, s_last) = stamps[0], stamps[-1]
+    memory = PeakMemory(proc.pid)
+    out, err = proc.communicate()
+    end = time.time()
+    peak = memory.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"lrp-audit run failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out[out.index("{") :])
+    samples = result["samples_explained"]
+    steady = result["samples_per_second_running"]
     return {
-        "samples": result["samples_explained"],
-        "total_s": end - start,
-        "cold_start_s": t_first - start,
-        "steady_samples_per_s": (s_last - s_first) / (t_last - t_first) if t_last > t_first else float("nan"),
+        "samples": samples,
+        "wall": end - start,
+        "steady": steady,
+        "fixed": (end - start) - samples / steady,
+        "peak": peak,
+        "phases": result.get("phase_seconds", {}),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=12, help="copies of the 1,797 digits (12 → 21,564)")
+    parser.add_argument("--copies", type=int, default=12, help="copies of the 1,797 digits (12 → 21,564)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lrp-bench-") as workdir:
-        bare_s, bare_n = bare_loop(args.repeat, workdir, threads=args.workers)
-        bare_rate = bare_n / bare_s
-        rows = []
-        for repeat in sorted({1, args.repeat}):
-            with PeakMemory() as mem:
-                flow = flow_run(repeat, workdir, args.workers)
-            rows.append((repeat, flow, mem.peak))
-    print(f"\nbare engine loop (1 process, {args.workers} threads): {bare_n} samples in {bare_s:.1f} s = "
-          f"{bare_rate:,.0f} samples/s")
-    for _, flow, peak in rows:
-        print(f"flow, {flow['samples']:>6} samples ({args.workers} Ray workers): total {flow['total_s']:.1f} s, "
-              f"cold start {flow['cold_start_s']:.1f} s, steady {flow['steady_samples_per_s']:,.0f} samples/s, "
-              f"peak memory {peak / 2**30:.2f} GiB")
-    steady = rows[-1][1]["steady_samples_per_s"]
-    print(f"ratio flow / bare (cold start excluded): {steady / bare_rate:.2f}")
+    results: dict[str, list[dict]] = {"bare threads": [], "bare processes": [], "flow": []}
+    with tempfile.TemporaryDirectory(prefix="lrp-bench-") as tmp:
+        work = Path(tmp)
+        for r in range(args.rounds):
+            for name in results:
+                tag = f"{name.replace(' ', '-')}-{r}"
+                config = write_config(work / f"{tag}.yaml", work / tag, args.copies, args.workers)
+                if name == "flow":
+                    # a fresh Prefect home per round: every run pays the temporary server's start-up
+                    res = flow(config, args.workers, work / f"prefect-{r}")
+                else:
+                    res = bare(config, args.workers, processes=name == "bare processes")
+                results[name].append(res)
+                print(
+                    f"round {r + 1} {name:<15} {res['samples']} samples: {res['samples'] / res['wall']:8,.0f} "
+                    f"samples/s end to end, {res['steady']:8,.0f} steady, fixed start {res['fixed']:.1f} s",
+                    flush=True,
+                )
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] if key != "e2e" else r["samples"] / r["wall"] for r in results[name])
+
+    w = args.workers
+    print(f"\nmedians over {args.rounds} interleaved rounds, {results['flow'][0]['samples']} samples, W = {w}:")
+    print(f"{'variant':<44}{'end to end':>12}{'steady':>10}{'fixed start':>13}")
+    labels = {
+        "bare threads": f"bare loop, 1 process x {w} threads",
+        "bare processes": f"bare loop, {w} processes x 1 thread",
+        "flow": f"lrp-audit run, {w} Ray workers x 1 thread",
+    }
+    for name, label in labels.items():
+        print(f"{label:<44}{med(name, 'e2e'):>12,.0f}{med(name, 'steady'):>10,.0f}{med(name, 'fixed'):>12.1f}s")
+    for base in ("bare threads", "bare processes"):
+        print(
+            f"flow / {base}: end to end {med('flow', 'e2e') / med(base, 'e2e'):.2f}, "
+            f"steady {med('flow', 'steady') / med(base, 'steady'):.2f}"
+        )
+    flows = results["flow"]
+    phases = {k: statistics.median(r["phases"].get(k, 0.0) for r in flows) for k in flows[0]["phases"]}
+    print("flow's time, median seconds per phase:")
+    for key, value in phases.items():
+        print(f"  {key:<32}{value:8.2f}")
+    print(f"flow's peak memory (process tree): {statistics.median(r['peak'] for r in results['flow']) / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,33 @@
-"""Audit store write throughput against a bare ``np.save`` of the same relevance maps.
+"""Can storage keep up with a GPU? The audit store against ``np.save`` + fsync of the same bytes.
 
-Writes N relevance maps (float32 data, 3x32x32 by default) with logits, targets and summaries through
-:class:`AuditStore` (stored as float32 and as float16) and compares maps/s with ``np.save`` of the same
-array, without and with fsync, in one run, on the same disk. The plain store rows take summaries
-computed before the timed part; the ``+ summaries`` row computes them inside it, shard by shard, as the
-pipeline does. Summary throughput alone is printed first.
+Writes N relevance maps (3x224x224 by default: ImageNet-sized inputs) shard by shard through
+:class:`AuditStore`, stored as float32 and as float16, with the per-sample summaries computed inside
+the timed part as the worker does (``+ summaries``) and, for reference, precomputed. The bar is what
+any durable writer must pay: ``np.save`` of the same bytes (float16 bytes for float16 storage), one
+file per shard, each fsynced, in the same directory. All variants run in interleaved rounds
+(round-robin, each into a fresh directory), so they see the same machine load; best and median of
+the rounds are printed, and the ratio store / (np.save + fsync) of the best times.
 
-    .venv/bin/python benchmarks/store.py                   # 10,000 maps, shards of 1,000
+    .venv/bin/python benchmarks/store.py                   # 512 maps 3x224x224, shards of 64, 5 rounds
+    .venv/bin/python benchmarks/store.py --shape 3 32 32 --n 10000 --shard-size 1000   # small maps
     .venv/bin/python benchmarks/store.py --data smooth     # heatmap-like maps (compressible)
     .venv/bin/python benchmarks/store.py --baseline DIR    # also time DIR/lrp_tasks (e.g. an older
                                                            # checkout), interleaved with this one
+    .venv/bin/python benchmarks/store.py --summary-threads 1   # statistics on one thread
 
-Timings are the best of ``--repeat`` runs, each into a fresh directory; with ``--baseline`` the runs of
-the two versions alternate, so both see the same machine load.
+Statistics use ``LRP_AUDIT_SUMMARY_THREADS`` threads (default: the CPUs this process may use, at
+most 8); ``--summary-threads`` sets it for the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -86,31 +92,34 @@ def load_baseline(checkout: str) -> Impl:
     )
 
 
-def best_of(repeat: int, runs: dict[str, tuple[Callable[[], None], Callable[[], None]]]) -> dict[str, float]:
-    """Best wall time of each ``(setup, fn)``; the runs of different entries alternate."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeat):
-        for key, (setup, fn) in runs.items():
-            setup()
-            t0 = time.perf_counter()
-            fn()
-            best[key] = min(best[key], time.perf_counter() - t0)
-    return best
-
-
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def interleaved(rounds: int, runs: dict[str, tuple[Callable[[], None], Callable[[], None]]]) -> dict[str, list[float]]:
+    """Wall times of each ``(setup, fn)`` over ``rounds`` rounds; within a round the entries run one
+    after the other (round-robin), so slow phases of a shared machine hit all of them alike."""
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, (setup, fn) in runs.items():
+            setup()
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--shape", type=int, nargs="+", default=[3, 32, 32])
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--shard-size", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=512)
+    ap.add_argument("--shape", type=int, nargs="+", default=[3, 224, 224])
+    ap.add_argument("--classes", type=int, default=1000)
+    ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--data", choices=("random", "smooth"), default="random")
-    ap.add_argument("--compression", choices=("lz4", "zstd", "none"), nargs="+", default=["lz4", "none"])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dtypes", choices=("float32", "float16"), nargs="+", default=["float32", "float16"])
+    ap.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
+    ap.add_argument("--summary-threads", type=int, default=None, help="sets LRP_AUDIT_SUMMARY_THREADS")
     ap.add_argument("--dir", default=None, help="where to write (default: a temporary directory)")
     ap.add_argument("--baseline", default=None, help="a checkout whose lrp_tasks is timed alongside this one")
     ap.add_argument(
@@ -121,104 +130,103 @@ def main() -> None:
     args = ap.parse_args()
     if args.no_fsync:
         os.fsync = lambda fd: None
+    if args.summary_threads is not None:
+        os.environ["LRP_AUDIT_SUMMARY_THREADS"] = str(args.summary_threads)
 
     impls = [Impl("", lrp_tasks.store, lrp_tasks.summaries)]
     if args.baseline:
         impls.append(load_baseline(args.baseline))
     shape = tuple(args.shape)
     rel, logits, target = make_data(args.n, shape, args.classes, args.data)
+    as_stored = {"float32": rel, "float16": rel.astype(np.float16)}  # the bytes np.save writes
     plan = lrp_tasks.store.plan_shards(args.n, args.shard_size)
     root = Path(args.dir or tempfile.mkdtemp(prefix="lrp-store-bench-"))
     root.mkdir(parents=True, exist_ok=True)
 
-    def summaries_of(impl: Impl, rows: Callable[..., Any], sid: int, a: int, b: int) -> Any:
-        return rows(
+    def summaries_of(impl: Impl, sid: int, a: int, b: int) -> Any:
+        return impl.summary_rows(
             rel[a:b], logits[a:b], target[a:b], np.ones(b - a), None, np.arange(a, b), None, "bench", sid, "bench"
         )
 
-    summary_runs: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
-    for impl in impls:
-        builders = {"summarize (DataFrame)": impl.summaries.summarize}
-        if impl.summary_rows is not impl.summaries.summarize:
-            builders["summary_table (Arrow)"] = impl.summary_rows
-        for name, fn in builders.items():
+    runs: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
+    dirs: dict[str, Path] = {}
+    sizes: dict[str, int] = {}
+    for dtype in args.dtypes:
+        npy_dir = root / f"npy-{dtype}"
 
-            def run(impl: Impl = impl, fn: Callable[..., Any] = fn) -> None:
-                for sid, a, b in plan:
-                    summaries_of(impl, fn, sid, a, b)
+        def fresh_npy(d: Path = npy_dir) -> None:
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
 
-            summary_runs[f"{impl.label} {name}".strip()] = (lambda: None, run)
-    t_summ = best_of(args.repeat, summary_runs)
+        def np_save_fsync(d: Path = npy_dir, data: np.ndarray = as_stored[dtype]) -> None:
+            for sid, a, b in plan:
+                with open(d / f"shard-{sid}.npy", "wb") as f:
+                    np.save(f, data[a:b])
+                    f.flush()
+                    os.fsync(f.fileno())
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
-    npy = root / "relevance.npy"
-
-    def clear_npy() -> None:
-        npy.unlink(missing_ok=True)
-
-    def np_save() -> None:
-        np.save(npy, rel)
-
-    def np_save_fsync() -> None:
-        with open(npy, "wb") as f:
-            np.save(f, rel)
-            f.flush()
-            os.fsync(f.fileno())
-
-    t_np = best_of(args.repeat, {"np": (clear_npy, np_save)})["np"]
-    t_np_sync = best_of(args.repeat, {"np": (clear_npy, np_save_fsync)})["np"]
-    npy_bytes = npy.stat().st_size
-    clear_npy()
-
-    print(
-        f"data: {args.n} maps {shape} float32 ({args.data}), shards of {args.shard_size}, "
-        f"best of {args.repeat}, dir {root}{', fsync DISABLED (not durable)' if args.no_fsync else ''}"
-    )
-    for name, t in t_summ.items():
-        print(f"{name} (not timed below): {args.n / t:,.0f} maps/s")
-    print(f"{'writer':<44}{'maps/s':>10}{'vs np.save':>12}{'vs save+fsync':>15}{'MB on disk':>12}")
-
-    def row(label: str, t: float, nbytes: int) -> None:
-        print(f"{label:<44}{args.n / t:>10,.0f}{t_np / t:>12.2f}{t_np_sync / t:>15.2f}{nbytes / 1e6:>12.1f}")
-
-    row("np.save (page cache)", t_np, npy_bytes)
-    row("np.save + fsync", t_np_sync, npy_bytes)
-
-    cases = [(c, d, False) for c in args.compression for d in ("float32", "float16")]
-    cases.append((args.compression[0], "float32", True))
-    for compression, dtype, with_summaries in cases:
-        runs, dirs = {}, {}
+        key = f"np.save + fsync {dtype}"
+        runs[key], dirs[key] = (fresh_npy, np_save_fsync), npy_dir
         for impl in impls:
-            label = f"{impl.label} AuditStore {dtype} {compression}{' + summaries' if with_summaries else ''}".strip()
-            audit = root / f"audit-{impl.label or 'this'}-{dtype}-{compression}"
-            spec = impl.store.AuditSpec(
-                n_samples=args.n,
-                sample_shape=shape,
-                n_classes=args.classes,
-                shard_size=args.shard_size,
-                dtype=dtype,
-                compression=compression,
-                config={"bench": True},
-                audit_id="bench",
-            )
-            frames = (
-                {} if with_summaries else {sid: summaries_of(impl, impl.summary_rows, sid, a, b) for sid, a, b in plan}
-            )
+            frames = {sid: summaries_of(impl, sid, a, b) for sid, a, b in plan}
+            for with_summaries in (False, True):
+                label = f"{impl.label} AuditStore {dtype} {args.compression}".strip()
+                label += " + summaries" if with_summaries else " (summaries precomputed)"
+                audit = root / f"audit-{impl.label or 'this'}-{dtype}-{with_summaries}"
+                spec = impl.store.AuditSpec(
+                    n_samples=args.n,
+                    sample_shape=shape,
+                    n_classes=args.classes,
+                    shard_size=args.shard_size,
+                    dtype=dtype,
+                    compression=args.compression,
+                    config={"bench": True},
+                    audit_id="bench",
+                )
 
-            def fresh(audit: Path = audit) -> None:
-                shutil.rmtree(audit, ignore_errors=True)
+                def fresh(audit: Path = audit) -> None:
+                    shutil.rmtree(audit, ignore_errors=True)
 
-            def write(audit: Path = audit, spec: Any = spec, impl: Impl = impl, frames: dict = frames) -> None:
-                store = impl.store.AuditStore.create_or_open(audit, spec, mode="resume")
-                for sid, a, b in plan:
-                    summaries = frames[sid] if frames else summaries_of(impl, impl.summary_rows, sid, a, b)
-                    shard = impl.store.ShardResult(sid, a, b, rel[a:b], logits[a:b], target[a:b], summaries)
-                    store.write_shard(shard)
+                def write(audit: Path = audit, spec: Any = spec, impl: Impl = impl, pre: dict | None = None) -> None:
+                    store = impl.store.AuditStore.create_or_open(audit, spec, mode="resume")
+                    for sid, a, b in plan:
+                        summaries = pre[sid] if pre else summaries_of(impl, sid, a, b)
+                        shard = impl.store.ShardResult(sid, a, b, rel[a:b], logits[a:b], target[a:b], summaries)
+                        store.write_shard(shard)
 
-            runs[label] = (fresh, write)
-            dirs[label] = audit
-        for label, t in best_of(args.repeat, runs).items():
-            row(label, t, du(dirs[label]))
-            shutil.rmtree(dirs[label], ignore_errors=True)
+                runs[label] = (fresh, functools.partial(write, pre=None if with_summaries else frames))
+                dirs[label] = audit
+    for impl in impls:
+
+        def summaries_only(impl: Impl = impl) -> None:
+            for sid, a, b in plan:
+                summaries_of(impl, sid, a, b)
+
+        runs[f"{impl.label} summaries alone".strip()] = (lambda: None, summaries_only)
+
+    times = interleaved(args.repeat, runs)
+    for key, d in dirs.items():
+        sizes[key] = du(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+    mb = rel.nbytes / args.n / 1e6
+    print(
+        f"data: {args.n} maps {shape} ({mb:.2f} MB as float32, {args.data}), shards of {args.shard_size}, "
+        f"{args.repeat} interleaved rounds, summary threads {lrp_tasks.summaries._summary_threads()}, "
+        f"dir {root}{', fsync DISABLED (not durable)' if args.no_fsync else ''}"
+    )
+    print(f"{'writer':<58}{'best maps/s':>12}{'median':>10}{'vs np.save+fsync':>18}{'MB on disk':>12}")
+    for key, ts in times.items():
+        dtype = next((d for d in args.dtypes if d in key), None)
+        bar = f"np.save + fsync {dtype}"
+        ratio = f"{min(times[bar]) / min(ts):.2f}" if dtype and bar in times and not key.startswith("np.") else ""
+        on_disk = f"{sizes[key] / 1e6:.1f}" if key in sizes else ""
+        print(f"{key:<58}{args.n / min(ts):>12,.0f}{args.n / statistics.median(ts):>10,.0f}{ratio:>18}{on_disk:>12}")
     if args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
 

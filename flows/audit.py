@@ -6,6 +6,7 @@ Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,20 @@ from lrp_tasks.report import AuditsNotComparableError, write_report
 from lrp_tasks.report.tables import per_class_table
 from lrp_tasks.sanity import run_efficient_mprt
 from lrp_tasks.shard import audit_config_for_workers
-from lrp_tasks.store import AuditStoreError, open_audit
+from lrp_tasks.store import AuditStoreError, lock_store, open_audit
+from lrp_tasks.store.lock import describe
+
+PREPARE_HOOK = "LRP_AUDIT_TEST_PREPARE_SECONDS"
+"""Test hook: store preparation lasts this much longer (after the store exists), so a test can
+interrupt a run there."""
+TIMING_KEYS = (
+    "samples_explained",
+    "samples_per_second",
+    "samples_per_second_running",
+    "startup_seconds",
+    "seconds",
+    "nodes",
+)
 
 
 def audit_parameters(
@@ -54,35 +68,53 @@ def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh:
     )
     store = explainer.store
     assert store is not None
-    return {
-        "plan": store.plan,
-        "pending": store.pending_shards(),
-        "audit_id": store.audit_id,
-        "n_samples": explainer.spec.n_samples,
-        "composite": explainer.spec.composite,
-    }
+    time.sleep(float(os.environ.get(PREPARE_HOOK, "0")))
+    try:
+        # committed shards whose files are damaged (checked cheaply: presence, sizes) are redone
+        redone = store.redo_damaged(deep=False)
+        if redone:
+            get_run_logger().warning(
+                "redoing %s damaged shard(s): %s",
+                len(redone),
+                "; ".join(f"shard {sid}: {', '.join(why)}" for sid, why in sorted(redone.items())),
+            )
+        return {
+            "plan": store.plan,
+            "pending": store.pending_shards(),
+            "audit_id": store.audit_id,
+            "n_samples": explainer.spec.n_samples,
+            "composite": explainer.spec.composite,
+            "redone": sorted(redone),
+        }
+    finally:
+        store.close()
 
 
 @task(name="explain-shards-on-ray")
-def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int) -> dict[str, Any]:
+def explain_on_ray(
+    cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
+) -> dict[str, Any]:
     """One Prefect task drives a Ray actor pool; progress goes to the logs and a progress artifact."""
     logger = get_run_logger()
     progress = Progress(total_shards=total, done_shards=total - len(pending))
     artifact = create_progress_artifact(progress.percent, key="audit-progress", description="shards committed")
 
     def on_done(outcome: Any, raw: dict[str, Any]) -> None:
-        progress.shard_done(outcome.samples)
+        progress.shard_done(outcome.samples, outcome.seconds, raw.get("started_at"))
         update_progress_artifact(artifact, progress.percent)
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 
     began = time.perf_counter()
-    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning)
+    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning, lease=lease)
     seconds = time.perf_counter() - began
     explained = sum(o["samples"] for o in outcomes)
     return {
         "seconds": seconds,
         "samples_explained": explained,
         "samples_per_second": explained / seconds if seconds > 0 and explained else 0.0,
+        # start-up = Ray start and the workers' model loads, until the first shard began
+        "samples_per_second_running": progress.running_samples_per_second,
+        "startup_seconds": progress.startup_seconds or 0.0,
         "nodes": sorted({o.get("node", "") for o in outcomes}),
         "shards_run": [o["shard_id"] for o in outcomes if o["explained"]],
     }
@@ -92,7 +124,8 @@ def explain_on_ray(cfg: AuditConfig, digest: str, pending: list[tuple[int, int, 
 def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = None) -> dict[str, Any]:
     audit_dir = open_audit(cfg.output)
     stats = audit_statistics(audit_dir.summaries)
-    shown = {k: v for k, v in timing.items() if k in ("seconds", "samples_explained", "samples_per_second")}
+    kept = ("seconds", "samples_explained", "samples_per_second", "samples_per_second_running", "startup_seconds")
+    shown = {k: v for k, v in timing.items() if k in kept}
     changed, note = None, plan.note if plan else ""
     if plan and plan.against:
         try:
@@ -147,21 +180,38 @@ def audit(
     plan = plan_comparison(compare_with, output)
     if plan.output != output:
         cfg = cfg.model_copy(update={"output": plan.output})
-    prepared = prepare_store(cfg, root, source, digest, fresh)
-    cfg = audit_config_for_workers(cfg, root)
-    total = len(prepared["plan"])
-    timing = explain_on_ray(cfg, digest, prepared["pending"], total)
-    if cfg.metrics.efficient_mprt is not None:
-        sanity_check(cfg)
-    stats = report(cfg, timing, plan)
-    analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
+    phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
+    # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
+    # process dies); workers carry its token and check it before every commit.
+    with lock_store(plan.output) as lock:
+        if lock.previous is not None:
+            get_run_logger().warning(
+                "took over the store lock from %s, which ended without releasing it", describe(lock.previous)
+            )
+        prepared = prepare_store(cfg, root, source, digest, fresh)
+        phases["prepare_store"] = time.perf_counter()
+        cfg = audit_config_for_workers(cfg, root)
+        total = len(prepared["plan"])
+        timing = explain_on_ray(cfg, digest, prepared["pending"], total, lease=lock.token)
+        phases["explain"] = time.perf_counter()
+        if cfg.metrics.efficient_mprt is not None:
+            sanity_check(cfg)
+        phases["sanity_check"] = time.perf_counter()
+        stats = report(cfg, timing, plan)
+        phases["report"] = time.perf_counter()
+        analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
+    marks = list(phases.values())
+    phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}
+    phase_seconds["ray_start_and_model_loads"] = timing.get("startup_seconds", 0.0)
     return {
+        "phase_seconds": phase_seconds,
         "audit": cfg.name,
         "store": cfg.output,
         "audit_id": prepared["audit_id"],
         "shards": total,
         "shards_skipped": total - len(prepared["pending"]),
-        **{k: timing[k] for k in ("samples_explained", "samples_per_second", "seconds", "nodes")},
+        "shards_redone": prepared["redone"],
+        **{k: timing[k] for k in TIMING_KEYS},
         **stats,
         **({"spray": analysis} if analysis is not None else {}),
     }

@@ -3,6 +3,7 @@
     lrp-audit run conf/demo.yaml            # local Ray + a temporary local Prefect, nothing to start
     lrp-audit summary audits/demo           # the per-audit table, read back from Parquet
     lrp-audit validate conf/demo.yaml       # every check `run` makes (files, model, one sample), no run
+    lrp-audit verify audits/demo            # check a store's committed shards (--repair un-commits damaged)
 
 Relative paths in a config resolve against the config file's directory; paths typed on the
 command line (--output) against the working directory.
@@ -14,53 +15,92 @@ import argparse
 import json
 import os
 import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flows import cli_report, cli_spray
+from flows import cli_report, cli_spray, cli_verify
+from flows.interrupt import RunInterrupted, interruption_signal, stop_on_signals
 from lrp_tasks.config import AuditConfig, ConfigError, apply_overrides, config_dir, load_config
+
+DASHBOARD_ENV = "LRP_AUDIT_RAY_DASHBOARD"  # read by lrp_tasks.local_ray (not imported here: it imports Ray)
+
+
+def package_version() -> str:
+    try:
+        return version("lrp-audit")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _quiet_defaults() -> None:
     """No usage reporting from a command-line run unless the user asked for it."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn after every committed shard."""
-
-    def __init__(self, stream: Any = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-
-    def __call__(self, progress: Any) -> None:
-        filled = int(self.width * progress.percent / 100)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {progress.line()}")
-        if progress.done_shards >= progress.total_shards:
-            self.stream.write("\n")
-        self.stream.flush()
+    # Prefect's default (20 s) is too short for a loaded machine: the run would fail before it began
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
     _quiet_defaults()
     if not args.no_progress:
-        # the bar replaces per-shard INFO lines on the terminal; they still reach the Prefect API
+        # the progress display replaces per-shard INFO lines on the terminal; they still reach the Prefect API
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    if args.ray_dashboard:
+        os.environ[DASHBOARD_ENV] = "1"
+    with stop_on_signals() as stopper:
+        try:
+            return _run(args, began, stopper.spared)
+        except BaseException as exc:
+            signum = stopper.received or interruption_signal(exc)
+            if signum is None:
+                raise
+            # whatever the interruption surfaced as: Prefect's own SIGTERM handler (active while the
+            # flow runs) raises TerminationSignal, which Ray's C code can turn into a SystemError
+            stopper.received = signum
+            raise RunInterrupted(signum) from None
+
+
+def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
+    from flows.temporary_server import start_in_background
+
+    cfg = _run_config(args)  # every check, before any Prefect server or Ray starts
+    server = start_in_background()  # meanwhile Prefect's flow engine, Ray and the flow are imported
     from flows import progress
     from flows.audit import audit
+    from flows.console import progress_display, rates_line
 
-    cfg = _run_config(args)
-    bar = ProgressBar()
-    if not args.no_progress:
-        progress.add_listener(bar)
+    waited = time.perf_counter()
+    if server is not None:
+        # stopped by Prefect's exit hook, after its log and event workers have flushed to it
+        process = server.wait().server_process
+        if process is not None:
+            spared.add(process.pid)
+    waited = time.perf_counter() - waited
+    flow_called = time.perf_counter()
+    display = None if args.no_progress else progress_display(sys.stderr)
+    if display is not None:
+        progress.add_listener(display)
     try:
         result = audit(
             config=cfg, fresh=args.fresh, compare_with=args.compare_with, base_dir=str(config_dir(args.config))
         )
     finally:
-        progress.remove_listener(bar)
+        if display is not None:
+            progress.remove_listener(display)
+            display.close()
+    ended = time.perf_counter()
+    phases = result.setdefault("phase_seconds", {})
+    phases["command_before_flow"] = flow_called - began  # imports, config, the temporary server
+    phases["waiting_for_prefect_server"] = waited  # the part of the server's start not hidden by imports
+    phases["prefect_flow_engine"] = (ended - flow_called) - sum(
+        phases.get(k, 0.0) for k in ("prepare_store", "explain", "sanity_check", "report")
+    )
+    phases["command_total"] = ended - began
     print(json.dumps(result, indent=2, default=str))
+    print(rates_line(result, ended - began), file=sys.stderr)
     return 0
 
 
@@ -97,8 +137,28 @@ def _run_config(args: argparse.Namespace) -> AuditConfig:
     from lrp_tasks.checks import prepare_audit
 
     cfg = apply_overrides(load_config(args.config), _overrides(args), source=f"{args.config} (command line)")
+    output = cfg.output if os.path.isabs(cfg.output) else os.path.join(config_dir(args.config), cfg.output)
+    _check_output_is_free(output)  # a foreign directory or a store another run holds: refused at once
     prepare_audit(cfg, root=config_dir(args.config), source=args.config)
     return cfg
+
+
+def _check_output_is_free(output: str) -> None:
+    """Fail at once, before the model loads and Prefect and Ray start, when the output is not an audit
+    store or another run writes it (the flow checks again, holding the lock)."""
+    from lrp_tasks.store import StoreLockedError, lock_holder
+    from lrp_tasks.store.directory import refuse_foreign
+    from lrp_tasks.store.lock import describe
+
+    if "://" in output or not os.path.isdir(output):
+        return
+    refuse_foreign(os.path.abspath(output))
+    holder = lock_holder(output)
+    if holder is not None:
+        raise StoreLockedError(
+            f"audit store {os.path.abspath(output)} is being written by another run: {describe(holder)}. "
+            "One run writes a store at a time: wait for it to finish, or stop it."
+        )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
@@ -149,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lrp-audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) the audit a YAML config describes")
     run.add_argument("config")
@@ -156,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="override the config's output location")
     run.add_argument("--workers", type=int, help="override ray.workers (>= 1)")
     run.add_argument("--ray-address", help="run on an existing Ray cluster (e.g. ray://head:10001)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    run.add_argument(
+        "--ray-dashboard", action="store_true", help="start Ray's dashboard (127.0.0.1 only) with a private local Ray"
+    )
     run.add_argument("--compare-with", help="an earlier audit directory to compare the result with")
     run.set_defaults(func=cmd_run)
     summary = sub.add_parser("summary", help="print the summary table of an audit directory")
@@ -168,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
     cli_report.add_parser(sub)
+    cli_verify.add_parser(sub)
     cli_spray.add_parser(sub)
     return parser
 
@@ -176,14 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except RunInterrupted as exc:
+        print(
+            f"\nlrp-audit: {exc}; stopped every process of the run. Committed shards are kept: "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return exc.exit_code
     except ConfigError as exc:
         print(f"lrp-audit: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a readable last line instead of a bare traceback for expected failures
-        from lrp_tasks.distributed import ClusterResourceError, ShardsFailedError
+        from lrp_tasks.distributed import ClusterResourceError, ShardsFailedError, WorkerStartError
         from lrp_tasks.store import AuditStoreError
 
-        if isinstance(exc, ShardsFailedError | ClusterResourceError | AuditStoreError | FileNotFoundError):
+        if isinstance(
+            exc, ShardsFailedError | ClusterResourceError | WorkerStartError | AuditStoreError | FileNotFoundError
+        ):
             print(f"lrp-audit: {exc}", file=sys.stderr)
             return 1
         if cli_report.is_user_error(args, exc):

@@ -2,9 +2,9 @@
 
 The schema (what may be written, and its validation) is ``lrp_tasks.config.composite``; this
 module only maps a validated spec onto ``lrp_tasks.engine`` (imported on use, so configs can be
-validated without the engine). Every rule spec maps to the engine class ``<kind>Rule`` with the
-spec's fields as keyword arguments, every preset to the engine function of the same name, every
-rules entry to one composite primitive:
+validated without the engine). Every rule spec maps to the engine class ``RULES[kind]`` (the
+engine's one name → class table) with the spec's fields as keyword arguments, every preset to the
+engine function of the same name, every rules entry to one composite primitive:
 
 =====================  =========================  ================================
 selector               without ``type``            with ``type``
@@ -18,6 +18,10 @@ last                   LastLayerMap(rule)          LastLayerTypeMap({T: rule})
 first_n                (refused)                   FirstNTypeMap(n, {T: rule})
 first_match            (refused)                   FirstMatchTypeMap({T: rule})
 =====================  =========================  ================================
+
+Every entry must select at least one step of the model: one that selects none (a misspelt name,
+an index past the last layer, a type the model does not have) is an error when the analyzer is
+built, naming the entry (``composite.rules[2] (name: nonexistent.*)``).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def build_rule(spec: _RuleSpec) -> Any:
     for key in ("low", "high"):
         if key in kwargs:
             kwargs[key] = _bound(kwargs[key])
-    return getattr(_engine(), f"{spec.kind}Rule")(**kwargs)
+    return _engine().RULES[spec.kind](**kwargs)
 
 
 def layer_type_key(names: list[str]) -> type | tuple[type, ...]:
@@ -96,6 +100,18 @@ def build_primitive(entry: RuleEntry) -> Any:
     raise ValueError(f"rules entry with selector {selector!r} and type {entry.type} has no engine primitive")
 
 
+def _selector_text(entry: RuleEntry) -> str:
+    """The entry's selector as the config writes it: ``name: features.*``, ``index: 99``..."""
+    parts = []
+    for key in ("type", "name", "index", "range", "first", "last", "first_n", "first_match"):
+        value = getattr(entry, key)
+        if value is not None:
+            if isinstance(value, list | tuple) and len(value) == 1:
+                value = value[0]
+            parts.append(f"{key}: {value}")
+    return ", ".join(parts) or "every layer"
+
+
 def build_composite(spec: Any) -> Any:
     """The engine ``Composite`` of a composite spec (a validated spec, or raw config data such as
     ``"EpsilonPlusFlat"`` or ``{"rules": [...]}``, which is validated first)."""
@@ -108,7 +124,12 @@ def build_composite(spec: Any) -> Any:
             if key in kwargs:
                 kwargs[key] = _bound(kwargs[key])
         return getattr(engine, spec.preset)(**kwargs)
-    primitives = [build_primitive(entry) for entry in spec.rules]
+    primitives = []
+    for i, entry in enumerate(spec.rules):
+        primitive = build_primitive(entry)
+        primitive.required = True
+        primitive.label = f"composite.rules[{i}] ({_selector_text(entry)})"
+        primitives.append(primitive)
     default = build_rule(spec.default) if spec.default is not None else None
     return engine.Composite(*primitives, default=default)
 

@@ -6,7 +6,10 @@ RayTaskRunner (27-28 s vs 40-60 s) and Ray Data ``map_batches`` (35 s, more memo
 
 Failure handling: an actor that dies (OOM, segfault, killed node) is restarted by Ray and the
 shard is retried on the next free actor; a shard that fails ``retries + 1`` times is reported
-with its cause after every other shard has been committed."""
+with its cause after every other shard has been committed. An actor whose constructor fails (a
+path not mounted on its node, an import error, out of memory loading the model) is recreated at
+most ``START_ATTEMPTS`` times, and one that stays down longer than ``START_TIMEOUT_S`` is given up;
+when no actor is left the run fails with the constructor's error (no shard is charged for it)."""
 
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from lrp_tasks import local_ray
 from lrp_tasks.config import AuditConfig, ConfigError, RaySpec
 from lrp_tasks.shard import TEST_HOOKS, SampleError, ShardExplainer, ShardOutcome, TargetError
 from lrp_tasks.store import ShardValidationError
@@ -34,7 +38,10 @@ PASSED_ENV = (*TEST_HOOKS, "CUDA_VISIBLE_DEVICES")
 PIPELINE_DEPTH = 2
 DATA_ERRORS = (SampleError, TargetError, ConfigError, ShardValidationError)
 """Failures that a retry would only repeat: the shard fails at once, naming the cause."""
-"""Shards queued per actor: the next one is ready when the current one is committed."""
+START_ATTEMPTS = 3
+"""Times an actor is created before its constructor's failure fails the run (transient failures retry)."""
+START_TIMEOUT_S = float(os.environ.get("LRP_AUDIT_WORKER_START_TIMEOUT", "600"))
+"""Longest an actor may stay down (restarting, unschedulable) before it is given up."""
 
 
 class ShardsFailedError(RuntimeError):
@@ -44,6 +51,10 @@ class ShardsFailedError(RuntimeError):
         self.failures = failures
         detail = "; ".join(f"shard {sid}: {cause}" for sid, cause in sorted(failures.items()))
         super().__init__(f"{len(failures)} shard(s) failed after all retries ({detail})")
+
+
+class WorkerStartError(RuntimeError):
+    """No worker could be started: the constructor's error, after START_ATTEMPTS attempts per worker."""
 
 
 class ClusterResourceError(RuntimeError):
@@ -87,45 +98,65 @@ def plan_workers(spec: RaySpec, resources: dict[str, float]) -> WorkerPlan:
 
 @contextmanager
 def ray_session(spec: RaySpec, num_cpus: float | None = None) -> Iterator[dict[str, float]]:
-    """Attach to ``spec.address`` (or ``$RAY_ADDRESS``), else start a private local Ray: never
-    attach by accident to a cluster that happens to run on this machine."""
-    started_here = False
-    if not ray.is_initialized():
-        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
-        address = spec.address or os.environ.get("RAY_ADDRESS")
+    """Attach to ``spec.address`` (or ``$RAY_ADDRESS``), else start a private local Ray (loopback
+    only, see lrp_tasks.local_ray): never attach by accident to a cluster that happens to run on
+    this machine."""
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
+    address = spec.address or os.environ.get("RAY_ADDRESS")
+    with ExitStack() as session:
+        session.callback(ray.shutdown)  # also after a failed or interrupted start (a no-op if none)
         if address:
-            ray.init(address=address, **kwargs)
+            with local_ray.keep_signal_handler():
+                ray.init(address=address, **kwargs)
         else:
             cpus = num_cpus or max(spec.workers * spec.cpus_per_worker, 1)
-            ray.init(address="local", num_cpus=int(max(cpus, os.cpu_count() or 1)), include_dashboard=False, **kwargs)
-        started_here = True
-    try:
+            session.enter_context(local_ray.private_auth())
+            with local_ray.keep_signal_handler():
+                local_ray.start_private_ray(int(max(cpus, os.cpu_count() or 1)), **kwargs)
         yield ray.cluster_resources()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 @ray.remote
 class ShardWorker:
     """One Ray actor: builds the ShardExplainer (model load) once, then explains shards."""
 
-    def __init__(self, cfg_json: dict[str, Any], digest: str, threads: int) -> None:
+    def __init__(self, cfg_json: dict[str, Any], digest: str | None, threads: int, lease: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.explainer = ShardExplainer(AuditConfig.model_validate(cfg_json), digest=digest)
+        self.explainer = ShardExplainer(AuditConfig.model_validate(cfg_json), digest=digest, lease=lease)
 
     def where(self) -> dict[str, Any]:
-        return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid(),
-                "device": str(self.explainer.device)}
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(self.explainer.device),
+        }
 
     def explain(self, shard_id: int, start: int, stop: int) -> dict[str, Any]:
+        started_at = time.time()  # wall clock: when the shard really began (not when the driver saw it end)
         outcome = self.explainer.explain_shard(shard_id, start, stop)
         out = outcome.to_dict()
+        out["started_at"] = started_at
         out["node"] = ray.get_runtime_context().get_node_id()
         return out
+
+
+def _init_failure(exc: BaseException) -> str | None:
+    """The constructor's error (its last line: exception type and message) when an actor died because
+    its ``__init__`` raised; None for any other death."""
+    if not (isinstance(exc, RayActorError) and getattr(exc, "actor_init_failed", False)):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if ": " in line and not line.startswith(("File ", "ray::", "The actor died"))]
+    last = named[-1] if named else (lines[-1] if lines else "the worker's constructor failed")
+    kind, sep, message = last.partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}{sep}{message}" if " " not in kind else last  # no module path
 
 
 def _cause(exc: BaseException) -> str:
@@ -143,10 +174,13 @@ def run_shards(
     shards: list[Shard],
     on_done: Callable[[ShardOutcome, dict[str, Any]], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    lease: str | None = None,
 ) -> list[dict[str, Any]]:
     """Explain `shards` on a Ray actor pool; returns one outcome dict per shard (with its node).
 
-    Raises ShardsFailedError naming the shards that failed every attempt (the rest is committed)."""
+    ``lease`` is the token of the run holding the store's lock: workers check it before every commit.
+    Raises ShardsFailedError naming the shards that failed every attempt (the rest is committed), and
+    WorkerStartError when no worker can start."""
     if not shards:
         return []
     note = on_note or log.info
@@ -158,8 +192,12 @@ def run_shards(
         cfg_json = cfg.model_dump(mode="json")
         options = {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "max_restarts": -1, "max_task_retries": 0}
         threads = int(plan.num_cpus) or 1
-        actors = [ShardWorker.options(**options).remote(cfg_json, digest, threads) for _ in range(plan.workers)]
-        return _drive(actors, shards, cfg.retries, on_done)
+
+        def make_actor() -> Any:
+            return ShardWorker.options(**options).remote(cfg_json, digest, threads, lease)
+
+        actors = [make_actor() for _ in range(plan.workers)]
+        return _drive(actors, shards, cfg.retries, on_done, make_actor=make_actor, on_note=note)
 
 
 class _ActorPool:
@@ -170,8 +208,20 @@ class _ActorPool:
     behind it are resubmitted free. A dead actor gets no new work until Ray has restarted it (a
     call to a restarting actor fails at once), which a ``where()`` probe tells."""
 
-    def __init__(self, actors: list[Any], retries: int, depth: int) -> None:
+    def __init__(
+        self,
+        actors: list[Any],
+        retries: int,
+        depth: int,
+        make_actor: Callable[[], Any] | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
         self.actors, self.retries, self.depth = actors, retries, depth
+        self.make_actor, self.note = make_actor, on_note or log.warning
+        self.starts = [1] * len(actors)
+        self.down_since: dict[int, float] = {}
+        self.gone: dict[int, str] = {}
+        """Actors given up for good, with why (constructor failures, down too long)."""
         self.queue: collections.deque[Shard] = collections.deque()
         self.attempts: collections.Counter[int] = collections.Counter()
         self.last_actor: dict[int, int] = {}
@@ -184,7 +234,11 @@ class _ActorPool:
 
     def submit(self) -> None:
         while self.queue:
-            free = [i for i in range(len(self.actors)) if i not in self.down and len(self.pending[i]) < self.depth]
+            free = [
+                i
+                for i in range(len(self.actors))
+                if i not in self.down and i not in self.gone and len(self.pending[i]) < self.depth
+            ]
             if not free:
                 return
             shard = self.queue.popleft()
@@ -205,9 +259,40 @@ class _ActorPool:
             _, shard = self.in_flight.pop(ref)
             self.queue.appendleft(shard)
         self.pending[index] = []
-        if index not in self.down:
+        if index not in self.down and index not in self.gone:
             self.down.add(index)
+            self.down_since.setdefault(index, time.monotonic())
             self._probe(index)
+
+    def start_failed(self, index: int, cause: str) -> None:
+        """The actor's constructor raised: recreate it, up to START_ATTEMPTS times, then give it up.
+        Its pending shards go back to the queue uncharged (they never ran)."""
+        self.actor_died(index)
+        self.probes = {ref: i for ref, i in self.probes.items() if i != index}
+        self.reprobe_at.pop(index, None)
+        if self.make_actor is not None and self.starts[index] < START_ATTEMPTS:
+            self.starts[index] += 1
+            log.warning("worker %s failed to start (%s); attempt %s", index, cause, self.starts[index])
+            self.actors[index] = self.make_actor()
+            self._probe(index)
+            return
+        self.give_up(index, f"its constructor failed {self.starts[index]} time(s): {cause}")
+
+    def give_up(self, index: int, why: str) -> None:
+        self.down.discard(index)
+        self.down_since.pop(index, None)
+        self.reprobe_at.pop(index, None)
+        self.gone[index] = why
+        alive = len(self.actors) - len(self.gone)
+        if alive == 0:
+            raise WorkerStartError(f"no worker could start: worker {index}: {why}")
+        self.note(f"worker {index} given up ({why}); continuing with {alive} worker(s)")
+
+    def check_down_too_long(self) -> None:
+        now = time.monotonic()
+        for index, since in list(self.down_since.items()):
+            if index in self.down and now - since > START_TIMEOUT_S:
+                self.give_up(index, f"down for more than {START_TIMEOUT_S:.0f} s (restarting or unschedulable)")
 
     def shard_failed(self, shard: Shard, cause: str, final: bool = False) -> None:
         self.attempts[shard[0]] += 1
@@ -220,8 +305,13 @@ class _ActorPool:
     def busy(self) -> bool:
         return bool(self.in_flight) or (bool(self.queue) and bool(self.down))
 
+    def stranded(self) -> bool:
+        """Shards are left but no actor is up, starting or restarting."""
+        return bool(self.queue) and not self.in_flight and not self.down
+
     def step(self) -> dict[str, Any] | None:
         """Wait for the next event; returns a committed shard's outcome, or None."""
+        self.check_down_too_long()
         now = time.monotonic()
         for index, when in list(self.reprobe_at.items()):
             if when <= now:
@@ -239,10 +329,15 @@ class _ActorPool:
             index = self.probes.pop(ref)
             try:
                 ray.get(ref)
-            except RayActorError:
-                self.reprobe_at[index] = time.monotonic() + 0.5
+            except RayActorError as exc:
+                failure = _init_failure(exc)
+                if failure is not None:
+                    self.start_failed(index, failure)
+                else:
+                    self.reprobe_at[index] = time.monotonic() + 0.5
             else:
                 self.down.discard(index)
+                self.down_since.pop(index, None)
             self.submit()
             return None
         index, shard = self.in_flight[ref]
@@ -250,6 +345,11 @@ class _ActorPool:
         try:
             out = ray.get(ref)
         except RayActorError as exc:
+            failure = _init_failure(exc)
+            if failure is not None:  # the constructor failed: no shard ran, none is charged
+                self.start_failed(index, failure)
+                self.submit()
+                return None
             # any of the actor's pending calls may surface first; the one that was running is
             # charged, the others go back to the queue
             self.shard_failed(self.in_flight[running][1], _cause(exc))
@@ -280,13 +380,17 @@ def _drive(
     retries: int,
     on_done: Callable[[ShardOutcome, dict[str, Any]], None] | None,
     depth: int = PIPELINE_DEPTH,
+    make_actor: Callable[[], Any] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Explain all shards on the pool; report each committed shard as it arrives."""
-    pool = _ActorPool(actors, retries, depth)
+    pool = _ActorPool(actors, retries, depth, make_actor, on_note)
     pool.queue.extend(shards)
     pool.submit()
     results: list[dict[str, Any]] = []
     while pool.busy():
+        if pool.stranded():
+            raise WorkerStartError(f"no worker is left to run {len(pool.queue)} shard(s): {pool.gone}")
         out = pool.step()
         if out is None:
             continue
@@ -297,8 +401,6 @@ def _drive(
     if pool.failures:
         raise ShardsFailedError(pool.failures)
     return results
-
-
 
 
 @ray.remote

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lrp_tasks.composite_spec import build_composite
-from lrp_tasks.config import AuditConfig, ConfigError, FieldError, config_digest, resolve_paths
+from lrp_tasks.config import AuditConfig, ConfigError, FieldError, resolve_paths
 from lrp_tasks.engine import (
     CRP,
     LRP,
@@ -25,13 +25,16 @@ from lrp_tasks.engine import (
     IndexedFeatures,
     TopK,
     TopNFeatures,
+    UnmatchedSelectorError,
     canonize,
     strip_softmax,
 )
+from lrp_tasks.fingerprint import OPERATIONAL_FIELDS, dataset_fingerprint
 from lrp_tasks.shard_metrics import BatchMetrics, MetricsConfigError
 from lrp_tasks.sources import load_model, open_dataset
 from lrp_tasks.sources.base import Batch
-from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
+from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore, ShardResult
+from lrp_tasks.store.directory import is_audit_dir
 from lrp_tasks.summaries import summary_table
 
 CRASH_HOOK = "LRP_AUDIT_TEST_CRASH_SHARD"
@@ -91,12 +94,17 @@ class ShardExplainer:
         device: str | None = None,
         create_mode: str = "resume",
         open_store: bool = True,
+        lease: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         loaded = load_model(cfg.model)
         model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
-        self.analyzer = LRP(model, build_composite(cfg.composite))
+        try:
+            # conservation is measured per sample into the summaries, not warned about
+            self.analyzer = LRP(model, build_composite(cfg.composite), conservation_tolerance=None)
+        except UnmatchedSelectorError as exc:
+            raise self._config_error("composite.rules", str(exc)) from exc
         self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
         self.dataset = open_dataset(cfg)
@@ -127,12 +135,16 @@ class ShardExplainer:
             layerwise=layer_shapes,
             metrics=self.metrics.curve_points,
             config=cfg.model_dump(mode="json"),
-            config_digest=digest or config_digest(cfg),
+            config_digest=digest,
+            operational=OPERATIONAL_FIELDS,
+            dataset=dataset_fingerprint(self.dataset, _cache_dir(cfg.output)),
             weights_digest=loaded.weights_digest,
             composite=repr(self.analyzer),
             class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
         )
-        self.store = AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode) if open_store else None
+        self.store = (
+            AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease) if open_store else None
+        )
         self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"
 
     # -- configuration ----------------------------------------------------------------------
@@ -148,7 +160,7 @@ class ShardExplainer:
         names = list(self.cfg.storage.layerwise)
         valid = self.analyzer.layer_names
         for i, name in enumerate(names):
-            if name not in valid:
+            if not self.analyzer.knows(name):
                 raise self._config_error(
                     f"storage.layerwise[{i}]", f"the model has no layer named {name!r}; its layers are {valid}"
                 )
@@ -174,7 +186,7 @@ class ShardExplainer:
         if spec is None:
             return None
         features = TopNFeatures(spec.features) if isinstance(spec.features, int) else IndexedFeatures(*spec.features)
-        if spec.layer not in self.analyzer.layer_names:
+        if not self.analyzer.knows(spec.layer):
             raise self._config_error(
                 "storage.crp.layer",
                 f"the model has no layer named {spec.layer!r}; its layers are {self.analyzer.layer_names}",
@@ -211,7 +223,7 @@ class ShardExplainer:
         """Relevance at the output of each configured layer, in config order."""
         if not self.layerwise:
             return {}
-        by_layer = self.analyzer.relevance_by_layer(expl)
+        by_layer = self.analyzer.relevance_by_layer(expl, self.layerwise)
         missing = [name for name in self.layerwise if name not in by_layer]
         if missing:  # graph models: a module whose output receives no relevance
             raise RuntimeError(f"the engine gave no layerwise relevance for layers {missing}")
@@ -331,6 +343,11 @@ class ShardExplainer:
             {int(c): int(n) for c, n in zip(predicted, counts, strict=True)},
             self.worker,
         )
+
+
+def _cache_dir(output: str) -> str | None:
+    """The store's digest cache, when the output is already an audit directory (never write elsewhere)."""
+    return AuditLayout(output).cache_dir if "://" not in output and is_audit_dir(output) else None
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -240,3 +240,46 @@ def test_same_batches_are_bit_identical_other_batchings_agree_to_round_off(tmp_p
     np.testing.assert_array_equal(relevance(BATCH), reference)  # same batches: bit for bit
     for other in (1, 7, SHARD):
         assert_same_up_to_batching(relevance(other), reference)
+
+
+@pytest.mark.parametrize("kind", ["builder", "export"])
+def test_every_documented_model_kind_is_explained_end_to_end(tmp_path, kind) -> None:
+    """builder and torch.export programs give the same audit (the export is lowered onto layers
+    named after its weights, so layerwise names and CRP layers are the original's)."""
+    from lrp_tasks.models.digits import build_digits_cnn
+    from lrp_tasks.sources import load_model
+
+    reference = explainer(tmp_path / "ref", storage={"keep_input": False, "layerwise": ["conv2"]})
+    model = {}
+    if kind == "export":
+        module = load_model(reference.cfg.model).module
+        assert isinstance(module, type(build_digits_cnn()))
+        path = tmp_path / "digits.pt2"
+        torch.export.save(torch.export.export(module.eval(), (torch.rand(1, 1, 8, 8),)), str(path))
+        model = {"model": {"kind": "export", "path": str(path)}}
+    storage = {"keep_input": False, "layerwise": ["conv2"], "crp": {"layer": "conv2", "features": 2}}
+    ex = explainer(tmp_path / kind, storage=storage, **model)
+    assert ex.explain_shard(0, 0, SHARD).explained
+    audit = open_audit(str(tmp_path / kind / "audit"))
+    batch = reference.dataset.read(0, BATCH)
+    expected = reference.analyzer.analyze(batch.x, None).val.numpy()
+    np.testing.assert_allclose(audit.relevance.values[:BATCH], expected, rtol=1e-5, atol=1e-6)
+    assert audit.layerwise("conv2").shape[1:] == (32, 8, 8)
+
+
+def test_a_resnet_keeps_container_layerwise_relevance_and_crp(tmp_path) -> None:
+    """The resnet example's storage section (a stage by container name, CRP on a graph model)."""
+    model = {
+        "kind": "builder",
+        "builder": "lrp_tasks.models.resnet:build_resnet",
+        "kwargs": {"layers": [1, 1], "num_classes": 10, "in_channels": 1, "width": 8, "stem": "small"},
+    }
+    storage = {"keep_input": False, "layerwise": ["layer2"], "crp": {"layer": "layer2", "features": [0, 1, 2]}}
+    ex = explainer(tmp_path, model=model, storage=storage)
+    assert ex.analyzer.plan.kind == "graph"
+    assert ex.explain_shard(0, 0, SHARD).explained
+    audit = open_audit(str(tmp_path / "audit"))
+    assert audit.layerwise("layer2").shape[0] == SHARD
+    batch = ex.dataset.read(0, BATCH)
+    _, concepts = ex.explain_batch(batch)
+    assert concepts is not None and concepts.val.shape[:2] == (BATCH, 3)

@@ -304,3 +304,18 @@ def test_metric_columns_are_nan_unless_given_and_checked() -> None:
         small_frame(metrics={"aopc": np.zeros(2)})
     with pytest.raises(ValueError, match="must have 2 values"):
         small_frame(metrics={"pixel_flipping_aopc_morf": np.zeros(3)})
+
+
+def test_statistics_are_the_same_on_one_thread_and_several() -> None:
+    """Large shards are summarised in parallel row blocks; the rows do not depend on the split."""
+    from lrp_tasks.summaries import _PARALLEL_MIN_ELEMENTS, _row_statistics
+
+    rng = np.random.default_rng(7)
+    size = 3 * 64 * 64
+    rows = _PARALLEL_MIN_ELEMENTS // size + 3
+    flat = rng.standard_normal((rows, size), dtype=np.float32)
+    flat[1] = 0.0
+    one = _row_statistics(flat, 5, threads=1)
+    four = _row_statistics(flat, 5, threads=4)
+    for key in one:
+        np.testing.assert_array_equal(one[key], four[key], err_msg=key)

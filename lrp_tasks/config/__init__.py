@@ -31,7 +31,7 @@ from .composite import (
 from .dataset_spec import ArraySpec, DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing, ZarrSpec
 from .errors import ConfigError, FieldError
 from .io import canonical_json, check_files, config_digest, config_dir, load_config, parse_config, resolve_paths
-from .model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec, TorchScriptModelSpec
+from .model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec
 from .overrides import apply_overrides
 from .rules import RULE_SPECS, RuleSpec, resolve_layer_type
 
@@ -67,7 +67,6 @@ __all__ = [
     "StorageSpec",
     "TargetSpec",
     "TopKTarget",
-    "TorchScriptModelSpec",
     "ZarrSpec",
     "apply_overrides",
     "canonical_json",

@@ -147,7 +147,7 @@ class AuditConfig(StrictModel):
     output: NonEmptyStr
     """Directory or fsspec URL (``s3://bucket/audits/x``) that receives the Zarr + Parquet results."""
     model: ModelSpec
-    """The classifier to explain: a builder function plus weights, a TorchScript file or a torch.export program."""
+    """The classifier to explain: a builder function plus weights, or a torch.export program."""
     dataset: DatasetSpec
     """The samples to explain: scikit-learn digits, a .npy/.npz array, an image folder or a Zarr array."""
     preprocessing: Preprocessing = Preprocessing()

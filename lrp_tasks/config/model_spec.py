@@ -2,7 +2,9 @@
 
 Only formats that load without running code from the file are accepted: a Python builder from
 an installed package plus a weights file (safetensors, or a ``.pt``/``.pth``/``.bin`` state dict
-read with ``torch.load(weights_only=True)``), a TorchScript archive, or a ``torch.export`` program.
+read with ``torch.load(weights_only=True)``), or a ``torch.export`` program (the engine lowers its
+aten operations onto layers and functions). TorchScript archives are refused: their compiled graph
+cannot be explained.
 Loading lives in ``lrp_tasks.sources.models``; this module only describes and validates.
 """
 
@@ -11,9 +13,9 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from .base import NonEmptyStr, StrictModel
+from .base import NonEmptyStr, StrictModel, invalid
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 BUILDER_PATTERN = (
@@ -54,14 +56,6 @@ class BuilderModelSpec(StrictModel):
         return None if value is None else _suffix_in(value, WEIGHT_SUFFIXES, "weights")
 
 
-class TorchScriptModelSpec(StrictModel):
-    """A ``torch.jit.save`` archive."""
-
-    kind: Literal["torchscript"]
-    path: NonEmptyStr
-    """The ``torch.jit.save`` archive (relative: to the config file's directory)."""
-
-
 class ExportedModelSpec(StrictModel):
     """A ``torch.export.save`` program (``.pt2``); export the model in eval mode, the graph keeps
     the mode it was exported in."""
@@ -76,10 +70,24 @@ class ExportedModelSpec(StrictModel):
         return _suffix_in(value, (".pt2",), "an exported program")
 
 
-ModelSpec = Annotated[BuilderModelSpec | TorchScriptModelSpec | ExportedModelSpec, Field(discriminator="kind")]
+def _known_kind(data: Any) -> Any:
+    """Configs that name a removed kind get the reason and the way out, not a bare tag error."""
+    if isinstance(data, dict) and data.get("kind") == "torchscript":
+        raise invalid(
+            "model_kind",
+            "model.kind 'torchscript' is not supported: a TorchScript archive's compiled graph cannot be explained "
+            "by LRP. Use kind: builder (the model's code and a weights file), or export the model with "
+            "torch.export.save(torch.export.export(model.eval(), (example_input,)), 'model.pt2') and use kind: export",
+        )
+    return data
 
 
-def model_files(spec: BuilderModelSpec | TorchScriptModelSpec | ExportedModelSpec) -> dict[str, str]:
+ModelSpec = Annotated[
+    BuilderModelSpec | ExportedModelSpec, Field(discriminator="kind"), BeforeValidator(_known_kind)
+]
+
+
+def model_files(spec: BuilderModelSpec | ExportedModelSpec) -> dict[str, str]:
     """Local files the spec needs, keyed by the field that names them (for ``check_files``)."""
     if isinstance(spec, BuilderModelSpec):
         return {"weights": spec.weights} if spec.weights else {}

@@ -2,9 +2,10 @@
 
 A rule is written in its canonical form ``{kind: Epsilon, epsilon: 0.01}``, or with two
 shorthands that are normalised to it: a bare name (``ZPlus``) and a one-key mapping
-(``{Epsilon: {epsilon: 0.01}}``). Names are the engine's rule classes without the ``Rule``
-suffix; each spec's fields are exactly that class's keyword arguments, so building the engine
-object is ``getattr(engine, kind + "Rule")(**params)``.
+(``{Epsilon: {epsilon: 0.01}}``). Names are the keys of the engine's rule table
+(``lrp_tasks.engine.RULES``, name → class); each spec's fields are exactly that class's keyword
+arguments, so building the engine object is ``RULES[kind](**params)`` (a test keeps the two
+tables in step).
 """
 
 from __future__ import annotations
@@ -284,6 +285,10 @@ LAYER_TYPE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Names that stand for several ``torch.nn`` classes (zennit's type groups)."""
 
+FUNCTION_FAMILIES = ("Add", "Cat", "Reshape", "Route", "Activation", "MaxPooling", "AvgPooling")
+"""Families of functional operations in traced models (``out += identity`` is an ``Add``); they
+are classes of ``lrp_tasks.engine`` and select steps like layer types do."""
+
 
 def _module_class_names() -> list[str]:
     import torch.nn as nn  # lazy: the schema itself must not need torch to be imported
@@ -299,6 +304,10 @@ def resolve_layer_type(name: str) -> tuple[type, ...]:
 
     if name in LAYER_TYPE_GROUPS:
         return tuple(getattr(nn, member) for member in LAYER_TYPE_GROUPS[name])
+    if name in FUNCTION_FAMILIES:
+        from lrp_tasks.engine import functional  # lazy: pure torch, only when the name is used
+
+        return (getattr(functional, name),)
     cls = getattr(nn, name, None)
     if isinstance(cls, type) and issubclass(cls, nn.Module):
         return (cls,)
@@ -313,11 +322,12 @@ def _check_layer_types(value: Any) -> Any:
         try:
             resolve_layer_type(name)
         except ValueError:
-            known = _module_class_names() + list(LAYER_TYPE_GROUPS)
+            known = _module_class_names() + list(LAYER_TYPE_GROUPS) + list(FUNCTION_FAMILIES)
             raise invalid(
                 "unknown_layer_type",
                 f"unknown layer type {name!r}{suggestion(name, known)} (use a torch.nn class name such as "
-                f"Conv2d or Linear, or one of the groups {', '.join(LAYER_TYPE_GROUPS)})",
+                f"Conv2d or Linear, one of the groups {', '.join(LAYER_TYPE_GROUPS)}, or a family of functional "
+                f"operations: {', '.join(FUNCTION_FAMILIES)})",
             ) from None
     return names
 

@@ -7,9 +7,9 @@
 This package imports only torch (and numpy through torch); never Prefect, Ray, Zarr or pandas.
 """
 
-from .analyzer import LRP, analyze, inference_mode
-from .canonize import canonize, flatten_model, fuse_batchnorm, named_leaf_layers, strip_softmax
-from .checks import LRP_CONFIG, LRPConfig, ModelCheckError, SoftmaxOutputError, check_model
+from .analyzer import LRP, ConservationWarning, analyze, inference_mode
+from .canonize import canonize, canonize_graph, flatten_model, fuse_batchnorm, named_leaf_layers, strip_softmax
+from .checks import LRP_CONFIG, LRPConfig, ModelCheckError, SoftmaxOutputError, check_model, check_plan
 from .composites import (
     Composite,
     FirstLayerMap,
@@ -25,11 +25,23 @@ from .composites import (
     Primitive,
     RangeMap,
     RangeTypeMap,
+    UnmatchedSelectorError,
 )
 from .context import LayerContext
 from .crp import CRP, IndexedFeatures, TopNFeatures
 from .explanation import Explanation
-from .graph import GraphLRP, GraphTraceError, canonize_graph, trace
+from .functional import (
+    Activation,
+    Add,
+    AvgPooling,
+    Cat,
+    Function,
+    FunctionStep,
+    MaxPooling,
+    Reshape,
+    Route,
+)
+from .plan import Plan, Step
 from .presets import (
     PRESETS,
     EpsilonAlpha2Beta1,
@@ -39,6 +51,7 @@ from .presets import (
     EpsilonPlusFlat,
 )
 from .rules import (
+    RULES,
     AlphaBetaRule,
     EpsilonRule,
     FlatRule,
@@ -57,14 +70,21 @@ from .rules import (
     stabilize,
 )
 from .selection import TopK
+from .tracing import GraphTraceError, build_plan, trace
 
 __all__ = [
     "CRP",
     "LRP",
     "LRP_CONFIG",
     "PRESETS",
+    "RULES",
+    "Activation",
+    "Add",
     "AlphaBetaRule",
+    "AvgPooling",
+    "Cat",
     "Composite",
+    "ConservationWarning",
     "EpsilonAlpha2Beta1",
     "EpsilonAlpha2Beta1Flat",
     "EpsilonGammaBox",
@@ -77,12 +97,13 @@ __all__ = [
     "FirstMatchTypeMap",
     "FirstNTypeMap",
     "FlatRule",
+    "Function",
+    "FunctionStep",
     "GammaRule",
     "GeneralizedGammaRule",
     "GlobalMap",
     "GlobalTypeMap",
     "GradientRule",
-    "GraphLRP",
     "GraphTraceError",
     "IndexedFeatures",
     "InvalidRuleError",
@@ -93,24 +114,32 @@ __all__ = [
     "LayerContext",
     "LayerMap",
     "LayerNormRule",
+    "MaxPooling",
     "ModelCheckError",
     "NameMap",
     "PassRule",
+    "Plan",
     "Primitive",
     "RangeMap",
     "RangeTypeMap",
+    "Reshape",
+    "Route",
     "RuleLayerMismatchError",
     "SoftmaxOutputError",
+    "Step",
     "TopK",
     "TopNFeatures",
+    "UnmatchedSelectorError",
     "WSquareRule",
     "ZBoxRule",
     "ZPlusRule",
     "ZeroRule",
     "analyze",
+    "build_plan",
     "canonize",
     "canonize_graph",
     "check_model",
+    "check_plan",
     "flatten_model",
     "fuse_batchnorm",
     "inference_mode",

@@ -1,45 +1,57 @@
-"""The LRP analyzer: one recorded forward pass, then one relevance pass from the output down.
+"""The LRP analyzer: one recorded forward pass over a model's plan, then one relevance pass back.
 
-Per layer, the forward pass keeps the input (and, only where a rule needs the plain layer's
-Jacobian and no closed form exists, an autograd graph). The relevance pass hands each layer's
-rule its context and the relevance at its output. Model parameters never get gradients, no
-hooks are registered, and the user's model is left as it was (eval mode is set only for the
-duration of a call and restored)."""
+Any model is lowered onto a plan (``plan.py``: a chain for ``nn.Sequential``, the torch.fx graph
+otherwise); every step gets its rule from the composite. The forward pass keeps, per step, what
+its rule needs (the input, and an autograd graph only where no closed form exists). The relevance
+pass walks the steps backwards, handing each step's relevance to the steps it consumed (a value
+used twice sums what comes back), and can start or stop at any step (CRP). Model parameters never
+get gradients, no hooks are registered, and the user's model is left as it was (eval mode is set
+only for the duration of a call and restored; in-place layers run on copies)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .canonize import named_leaf_layers
-from .checks import LRP_CONFIG, LRPConfig, ModelCheckError, check_model
+from .checks import LRP_CONFIG, LRPConfig, check_plan
 from .composites import Composite
 from .context import LayerContext
 from .explanation import Explanation
-from .layers import NONNEGATIVE_OUTPUT_TYPES, SIGN_PRESERVING_TYPES, has_weight
-from .rules import GeneralizedGammaRule, LRPRule, RuleLayerMismatchError
+from .functional import FunctionRecord, FunctionStep, Ignored, record_function
+from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step
+from .rules import LRPRule, RuleLayerMismatchError
 from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
+from .tracing import build_plan, named_leaf_layers
 
-RelevanceHook = Callable[[Tensor], Tensor]
+
+class ConservationWarning(UserWarning):
+    """The input relevance of an analysis is far from what was seeded at the output."""
 
 
 @dataclass
 class ForwardRecord:
-    """Activations of one analysis: per-layer contexts and the model output."""
+    """What one analysis recorded: per layer step its context, per function step its record."""
 
-    contexts: list[LayerContext]
+    contexts: dict[int, LayerContext]
+    functions: dict[int, FunctionRecord]
     output: Tensor
+    last: int
+    """The last step recorded (the whole plan unless the pass was stopped early)."""
+    values: dict[int, Any] = field(default_factory=dict)
 
 
 @contextmanager
 def inference_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode (BatchNorm running stats, no dropout) for the duration of an analysis."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+    for module, _ in modes:  # not model.eval(): exported programs refuse it, their graph is fixed
+        module.training = False
     try:
         yield
     finally:
@@ -60,22 +72,19 @@ def check_finite(x: Tensor, what: str) -> None:
 
 
 class LRP:
-    """Layer-wise Relevance Propagation analyzer for a (nested) ``nn.Sequential`` model.
+    """Layer-wise Relevance Propagation analyzer for any model.
 
-    ``LRP(model, composite)`` flattens the model (``flatten=False`` to keep the top-level
-    children as layers), assigns each layer its rule, and runs the model checks
-    (``skip_checks=True`` to opt out). Call it on a batch: ``analyzer(x)`` or
-    ``analyze(x, analyzer, selection)``."""
+    ``LRP(model, composite)`` lowers the model onto a plan (an ``nn.Sequential`` is flattened;
+    ``flatten=False`` keeps its top-level children as layers; other models are traced with
+    torch.fx), assigns every step its rule, and runs the model checks (``skip_checks=True`` to opt
+    out). Call it on a batch: ``analyzer(x)`` or ``analyze(x, analyzer, selection)``.
+
+    An analysis whose input relevance differs from the seeded output relevance by more than
+    `conservation_tolerance` (relative, per sample) warns with a :class:`ConservationWarning`
+    that gives the figure (biases and stabilizers absorb relevance; rules with ``zero_bias=True``
+    conserve); ``None`` turns the check off."""
 
     name = "LRP"
-
-    def __new__(cls, model: nn.Module, *args: object, **kwargs: object) -> LRP:
-        """Models that are not ``nn.Sequential`` are analyzed on their torch.fx graph."""
-        if cls is LRP and not isinstance(model, nn.Sequential):
-            from .graph import GraphLRP
-
-            return super().__new__(GraphLRP)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -85,96 +94,162 @@ class LRP:
         flatten: bool = True,
         skip_checks: bool = False,
         config: LRPConfig = LRP_CONFIG,
+        conservation_tolerance: float | None = 0.05,
     ) -> None:
-        if flatten:
-            self.named_layers = list(named_leaf_layers(model))
-        else:
-            self.named_layers = list(model.named_children())
-        self.model = nn.Sequential(*(layer for _, layer in self.named_layers))
-        self._assign_rules(composite)
-        if not skip_checks:
-            check_model(list(named_leaf_layers(model)), config)
-            self._check_leaky_relu()
-        self._check_rules()
-        self._nonnegative_inputs = self._static_signs()
-        self._nonnegative_outputs = [*self._nonnegative_inputs[1:], self._output_sign()]
-        self._memos: list[dict] = [{} for _ in self.named_layers]
-
-    # -- construction checks ----------------------------------------------------------------
-    def _assign_rules(self, composite: Composite | None) -> None:
-        """The composite's rule for each of ``self.named_layers`` (ZeroRule everywhere by default)."""
+        self.plan: Plan = build_plan(model, flatten=flatten, config=config)
+        self.conservation_tolerance = conservation_tolerance
+        self._warned_conservation = False
+        self.model = model
         self.composite = composite if composite is not None else Composite(name="default: ZeroRule")
-        self.rules = self.composite.assign(self.named_layers)
+        targets = [i for i, s in enumerate(self.plan.steps) if s.kind in (LAYER, FUNCTION)]
+        assigned = self.composite.assign([self.plan.steps[i] for i in targets])
+        self.step_rules: list[LRPRule | None] = [None] * len(self.plan)
+        for i, rule in zip(targets, assigned, strict=True):
+            self.step_rules[i] = rule
+        self._layer_steps = [i for i, s in enumerate(self.plan.steps) if s.is_layer]
+        self._layer_position = {i: k for k, i in enumerate(self._layer_steps)}
+        if not skip_checks:
+            check_plan(self.plan, self.step_rules, config)
+        self._check_rules()
+        self._memos: dict[int, dict] = {i: {} for i in self._layer_steps}
+
+    # -- what the analyzer sees -------------------------------------------------------------
+    @property
+    def named_layers(self) -> list[tuple[str, nn.Module]]:
+        """(module name, module) of every layer step, in execution order."""
+        return [(self.plan.steps[i].module_name, self.plan.steps[i].module) for i in self._layer_steps]
 
     @property
     def layer_names(self) -> list[str]:
         return [name for name, _ in self.named_layers]
 
+    @property
+    def rules(self) -> list[LRPRule]:
+        """The rule of every layer step (``step_rules`` has those of every step)."""
+        return [self.step_rules[i] for i in self._layer_steps]  # type: ignore[misc]
+
+    def step_of(self, layer: int | str) -> int:
+        """The plan step of a layer position, a step or module name, or a container (``layer2``:
+        the step that gives its output)."""
+        if isinstance(layer, int):
+            n = len(self._layer_steps)
+            if not -n <= layer < n:
+                raise ValueError(f"layer index {layer} out of range for {n} layers")
+            return self._layer_steps[layer]
+        found = self.plan.output_of(layer)
+        if found is None:
+            raise ValueError(f"no layer named {layer!r}; layers are {self.layer_names}")
+        return found
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a step, a layer or a container of the model."""
+        return self.plan.output_of(name) is not None
+
+    # -- construction checks ----------------------------------------------------------------
     def _check_rules(self) -> None:
-        for i, ((name, layer), rule) in enumerate(zip(self.named_layers, self.rules, strict=True)):
-            if not rule.is_compatible(layer):
-                raise RuleLayerMismatchError(
-                    f"{rule!r} cannot be applied to layer {i} '{name}' ({type(layer).__name__}): "
-                    f"{_why_incompatible(rule, layer)}. Assign another rule to this layer in the composite."
-                )
-
-    def _check_leaky_relu(self) -> None:
-        for i, (name, layer) in enumerate(self.named_layers):
-            if not isinstance(layer, nn.LeakyReLU):
+        for i, step in enumerate(self.plan.steps):
+            rule = self.step_rules[i]
+            if rule is None or isinstance(step.module, Ignored) or rule.is_compatible(step.module):
                 continue
-            nxt = next((j for j in range(i + 1, len(self.named_layers)) if has_weight(self.named_layers[j][1])), None)
-            if nxt is not None and not isinstance(self.rules[nxt], GeneralizedGammaRule):
-                raise ModelCheckError(
-                    f"LeakyReLU at layer {i} '{name}' lets negative activations through; the next weighted layer "
-                    f"{nxt} '{self.named_layers[nxt][0]}' must use GeneralizedGammaRule (got {self.rules[nxt]!r}), "
-                    "or skip checks with skip_checks=True."
-                )
-
-    def _static_signs(self) -> list[bool]:
-        """Which layer inputs are non-negative by construction (after ReLU, pooling of ReLU...)."""
-        flags, nonnegative = [], False
-        for _, layer in self.named_layers:
-            flags.append(nonnegative)
-            if isinstance(layer, NONNEGATIVE_OUTPUT_TYPES):
-                nonnegative = True
-            elif not isinstance(layer, SIGN_PRESERVING_TYPES):
-                nonnegative = False
-        return flags
-
-    def _output_sign(self) -> bool:
-        if not self.named_layers:
-            return False
-        last = self.named_layers[-1][1]
-        if isinstance(last, NONNEGATIVE_OUTPUT_TYPES):
-            return True
-        return isinstance(last, SIGN_PRESERVING_TYPES) and self._nonnegative_inputs[-1]
+            if step.is_layer:
+                position = self._layer_steps.index(i)
+                where = f"layer {position} '{step.name}' ({type(step.module).__name__})"
+                why = _why_incompatible(step.module)
+            else:
+                where = f"step '{step.name}' ({type(step.module).__name__}: {step.module.function_name})"
+                why = "functional operations take rules without weights (Zero, Epsilon, Gradient, Pass)"
+            raise RuleLayerMismatchError(
+                f"{rule!r} cannot be applied to {where}: {why}. Assign another rule to it in the composite."
+            )
 
     # -- passes -----------------------------------------------------------------------------
     def forward_record(self, x: Tensor, stop: int | None = None) -> ForwardRecord:
-        """Run layers [0, stop) keeping what each rule needs."""
-        contexts: list[LayerContext] = []
-        a = x
-        layers = self.named_layers[:stop] if stop is not None else self.named_layers
+        """Run steps [0, stop] (all by default) keeping what each rule needs."""
+        steps = self.plan.steps
+        last = len(steps) - 1 if stop is None else stop
+        env: list[Any] = [None] * len(steps)
+        contexts: dict[int, LayerContext] = {}
+        functions: dict[int, FunctionRecord] = {}
         with torch.no_grad():
-            for i, (name, layer) in enumerate(layers):
-                rule = self.rules[i]
-                if getattr(layer, "inplace", False):
-                    a = a.clone()
-                ctx = LayerContext(
-                    layer, a, a, self._nonnegative_inputs[i], name=name, index=i, memo=self._memos[i],
-                    output_nonnegative=self._nonnegative_outputs[i],
-                )
-                if rule.needs_graph(layer):
-                    leaf = a.detach().requires_grad_(True)
-                    with torch.enable_grad():
-                        out = layer(leaf)
-                    ctx.input, ctx.graph_output = leaf, out
-                    a = out.detach()
+            for i in range(last + 1):
+                step = steps[i]
+                if step.kind == INPUT:
+                    env[i] = x
+                elif step.kind == CONSTANT:
+                    env[i] = _fetch(step)
+                elif step.kind == LAYER:
+                    env[i], contexts[i] = self._run_layer(i, step, env[step.inputs[0]])
                 else:
-                    a = layer(a)
-                ctx.output = a
-                contexts.append(ctx)
-        return ForwardRecord(contexts, a)
+                    keep = [steps[j].carries_relevance for j in step.inputs]
+                    values = [env[j] for j in step.inputs]
+                    rec = record_function(step.module, values, self.step_rules[i], keep)  # type: ignore[arg-type]
+                    env[i], functions[i] = rec.output, rec
+        output = env[self.plan.output] if stop is None else env[last]
+        return ForwardRecord(contexts, functions, output, last)
+
+    def _run_layer(self, i: int, step: Step, a: Tensor) -> tuple[Tensor, LayerContext]:
+        layer, rule = step.module, self.step_rules[i]
+        inplace = bool(getattr(layer, "inplace", False))  # never let a layer overwrite a recorded value
+        ctx = LayerContext(
+            layer,
+            a,
+            a,
+            step.input_nonnegative,
+            name=step.name,
+            index=self._layer_position[i],
+            memo=self._memos[i],
+            output_nonnegative=step.output_nonnegative,
+        )
+        if rule.needs_graph(layer):  # type: ignore[union-attr]
+            leaf = a.detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = layer(leaf.clone() if inplace else leaf)
+            ctx.input, ctx.graph_output = leaf, out
+            out = out.detach()
+        else:
+            out = layer(a.clone() if inplace else a)
+        ctx.output = out
+        return out, ctx
+
+    def propagate(
+        self,
+        record: ForwardRecord,
+        pending: dict[int, Tensor],
+        *,
+        until: int = 0,
+        kept: dict[str, Tensor] | None = None,
+    ) -> dict[int, Tensor]:
+        """Hand relevance back through every step after `until`, from the last.
+
+        `pending` maps steps to the relevance at their output; the result holds the relevance
+        that reached steps at or before `until` (``result[until]`` is complete there, since every
+        consumer of a step comes after it). `kept` collects the relevance at each step's output."""
+        pending = dict(pending)
+        for i in range(max(pending), until, -1):
+            relevance = pending.pop(i, None)
+            if relevance is None:
+                continue
+            step = self.plan.steps[i]
+            if kept is not None:
+                kept[step.name] = relevance
+            for j, share in self._distribute(i, step, record, relevance):
+                pending[j] = share if j not in pending else pending[j] + share
+        return pending
+
+    def _distribute(self, i: int, step: Step, record: ForwardRecord, relevance: Tensor) -> list[tuple[int, Tensor]]:
+        """Relevance handed from step i to each step it consumed."""
+        rule = self.step_rules[i]
+        if step.kind == LAYER:
+            return [(step.inputs[0], rule.relevance(record.contexts[i], relevance))]  # type: ignore[union-attr]
+        if step.kind != FUNCTION or not step.carries_relevance:
+            return []
+        fn: FunctionStep = step.module  # type: ignore[assignment]
+        shares = fn.relevance(rule, record.functions[i], relevance)  # type: ignore[arg-type]
+        return [
+            (j, share)
+            for j, share in zip(step.inputs, shares, strict=True)
+            if share is not None and self.plan.steps[j].carries_relevance
+        ]
 
     def relevance_pass(
         self,
@@ -184,21 +259,19 @@ class LRP:
         keep_layerwise: bool = False,
         start: int | None = None,
         stop: int = 0,
-        hooks: dict[int, RelevanceHook] | None = None,
-    ) -> tuple[Tensor, list[Tensor] | None]:
-        """Relevance at boundary `stop` from relevance at boundary `start` (default: the output).
-
-        Boundary i is the input of layer i; hooks[i] may rewrite the relevance there (CRP)."""
-        start = len(record.contexts) if start is None else start
-        kept: list[Tensor] = [relevance] if keep_layerwise else []
-        hooks = hooks or {}
-        for i in range(start - 1, stop - 1, -1):
-            relevance = self.rules[i].relevance(record.contexts[i], relevance)
-            if i in hooks:
-                relevance = hooks[i](relevance)
-            if keep_layerwise:
-                kept.append(relevance)
-        return relevance, (kept[::-1] if keep_layerwise else None)
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        """Relevance at the output of step `stop` (default: the input) from relevance at the output
+        of step `start` (default: the model output), and optionally at every step in between."""
+        start = self.plan.output if start is None else start
+        kept: dict[str, Tensor] | None = {} if keep_layerwise else None
+        pending = self.propagate(record, {start: relevance}, until=stop, kept=kept)
+        result = pending.get(stop)
+        if result is None:
+            raise RuntimeError(f"no relevance reached step {self.plan.steps[stop].name!r}")
+        if kept is not None:
+            kept[self.plan.steps[stop].name] = result
+            kept = dict(reversed(list(kept.items())))
+        return result, kept
 
     # -- public API -------------------------------------------------------------------------
     def analyze(
@@ -218,8 +291,9 @@ class LRP:
         with inference_mode(self.model):
             record = self.forward_record(xin)
             logits = record.output
-            if logits.dim() != 2:
-                raise ValueError(f"model output must be (batch, classes), got shape {tuple(logits.shape)}")
+            if not isinstance(logits, Tensor) or logits.dim() != 2:
+                shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+                raise ValueError(f"model output must be (batch, classes), got {shape}")
             check_finite(logits, "model output")
             if k > 1:
                 index = logits[::k].topk(k, dim=1).indices.reshape(-1)
@@ -227,11 +301,10 @@ class LRP:
                 index = resolve_selection(selection, logits)
             seed_relevance = output_relevance(logits.detach(), index, seed)
             val, layerwise = self.relevance_pass(record, seed_relevance, keep_layerwise=layerwise_relevances)
-        extras = {"seed": seed}
-        if isinstance(layerwise, dict):
+            self._check_conservation(val, seed_relevance)
+        extras: dict[str, Any] = {"seed": seed}
+        if layerwise is not None:
             extras["layerwise_relevances"] = {name: _unflatten_k(r, k) for name, r in layerwise.items()}
-        elif layerwise is not None:
-            extras["layerwise_relevances"] = [_unflatten_k(r, k) for r in layerwise]
         output = logits.detach()[::k] if k > 1 else logits.detach()
         return Explanation(
             val=_unflatten_k(val.detach(), k),
@@ -244,20 +317,62 @@ class LRP:
 
     __call__ = analyze
 
-    def relevance_by_layer(self, expl: Explanation) -> dict[str, Tensor]:
-        """Relevance at the output of each named layer, from ``analyze(..., layerwise_relevances=True)``."""
+    def _check_conservation(self, val: Tensor, seeded: Tensor) -> None:
+        """Warn (once per analyzer), with the figure, when the input relevance is far from the seeded
+        relevance."""
+        if self.conservation_tolerance is None or self._warned_conservation:
+            return
+        want = seeded.sum(dim=1)
+        got = val.detach().flatten(start_dim=1).sum(dim=1)
+        gap = (got - want).abs() / want.abs().clamp_min(torch.finfo(want.dtype).tiny)
+        bad = gap > self.conservation_tolerance
+        if bool(bad.any()):
+            self._warned_conservation = True
+            worst = int(gap.argmax())
+            warnings.warn(
+                f"LRP conservation: the input relevance of {int(bad.sum())} of {len(gap)} samples differs from the "
+                f"explained output by more than {self.conservation_tolerance:.0%} (worst: sample {worst}, "
+                f"{got[worst].item():.4g} for {want[worst].item():.4g}, a gap of {gap[worst].item():.1%}). Biases and "
+                "stabilizers absorb relevance (rules with zero_bias=True conserve it); a gradient passes none. "
+                "Shown once per analyzer; LRP(..., conservation_tolerance=None) silences it.",
+                ConservationWarning,
+                stacklevel=3,
+            )
+
+    def relevance_by_layer(self, expl: Explanation, names: list[str] | None = None) -> dict[str, Tensor]:
+        """Relevance at the output of each layer by module name (a module used twice: its last
+        use), from ``analyze(..., layerwise_relevances=True)``; with `names`, of those layers,
+        steps or containers (``layer4``: the output of its last step)."""
         layerwise = expl.layerwise_relevances
         if layerwise is None:
             raise ValueError("the explanation has no layerwise relevances: analyze with layerwise_relevances=True")
-        return {name: layerwise[i + 1] for i, name in enumerate(self.layer_names)}
+        if names is not None:
+            steps = {name: self.plan.steps[self.step_of(name)].name for name in names}
+            return {name: layerwise[step] for name, step in steps.items() if step in layerwise}
+        return {
+            self.plan.steps[i].module_name: layerwise[self.plan.steps[i].name]
+            for i in self._layer_steps
+            if self.plan.steps[i].name in layerwise
+        }
 
     def __repr__(self) -> str:
-        width = max((len(f"{n}: {_short(layer)}") for n, layer in self.named_layers), default=0)
-        lines = [
-            f"  {f'{name}: {_short(layer)}':<{width}} => {rule!r},"
-            for (name, layer), rule in zip(self.named_layers, self.rules, strict=True)
-        ]
-        return "LRP(\n" + "\n".join(lines) + "\n)"
+        rows = []
+        for i, step in enumerate(self.plan.steps):
+            if step.kind == LAYER:
+                rows.append((f"{step.name}: {_short(step.module)}", self.step_rules[i]))
+            elif step.kind == FUNCTION and not isinstance(step.module, Ignored):
+                where = f" [{step.scope}]" if step.scope else ""
+                rows.append((f"{step.name}: {step.module.function_name}{where}", self.step_rules[i]))
+        width = max((len(label) for label, _ in rows), default=0)
+        return "LRP(\n" + "\n".join(f"  {label:<{width}} => {rule!r}," for label, rule in rows) + "\n)"
+
+
+def _fetch(step: Step) -> Any:
+    owner, path = step.value
+    obj: Any = owner
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, Tensor) else obj
 
 
 def _unflatten_k(t: Tensor, k: int) -> Tensor:
@@ -269,8 +384,8 @@ def _short(layer: nn.Module) -> str:
     return text if "\n" not in text else f"{type(layer).__name__}(...)"
 
 
-def _why_incompatible(rule: LRPRule, layer: nn.Module) -> str:
-    if not has_weight(layer):
+def _why_incompatible(layer: nn.Module) -> str:
+    if not isinstance(getattr(layer, "weight", None), Tensor):
         return "the rule modifies weights and this layer has none"
     return "the rule does not support this layer type"
 
@@ -292,6 +407,6 @@ def analyze(
     return analyzer.analyze(x, selection, layerwise_relevances=layerwise_relevances, seed=seed)
 
 
-def named_layers_of(model: nn.Module) -> Sequence[tuple[str, nn.Module]]:
-    """The flattened, named layers an analyzer of `model` would see."""
+def named_layers_of(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The flattened, named layers an analyzer of a sequential `model` would see."""
     return list(named_leaf_layers(model))

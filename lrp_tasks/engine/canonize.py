@@ -3,27 +3,32 @@
 LRP is not invariant to how a model is written: a BatchNorm after a convolution is an affine
 map that rules like z⁺ would treat as a separate layer. Fusing it into the convolution gives the
 same function and the explanation the rules were designed for. None of these functions modify
-the model they are given."""
+the model they are given, and none copies what it does not change: the result shares every
+layer and parameter of the user's model except the layers it fuses (those are new)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import warnings
 from itertools import pairwise
 
 import torch
+import torch.fx as fx
 from torch import nn
 
+from .checks import LRP_CONFIG, LRPConfig, is_softmax_step
 from .layers import BATCHNORM_TYPES, CONV_TRANSPOSE_TYPES, CONV_TYPES, SOFTMAX_TYPES
+from .tracing import graph_plan, named_leaf_layers, trace
 
-
-def named_leaf_layers(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Layers of nested ``nn.Sequential`` containers in execution order, with their full names."""
-    if isinstance(model, nn.Sequential):
-        for name, child in model._modules.items():  # keeps a layer listed twice
-            yield from named_leaf_layers(child, f"{prefix}.{name}" if prefix else name)
-    else:
-        yield prefix, model
+__all__ = [
+    "canonize",
+    "canonize_graph",
+    "flatten_model",
+    "fuse_batchnorm",
+    "fused_copy",
+    "named_leaf_layers",
+    "strip_softmax",
+]
 
 
 def flatten_model(model: nn.Module) -> nn.Sequential:
@@ -51,14 +56,31 @@ def _parents(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     return out
 
 
-def strip_softmax(model: nn.Module) -> nn.Module:
+def _copy_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
+    """A GraphModule with its own graph and containers, sharing the layers of `gm`."""
+    with warnings.catch_warnings():  # torch's pytree specs warn about their own deprecations when copied
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = copy.deepcopy(gm.graph)
+    return fx.GraphModule(gm, graph, type(gm).__name__)
+
+
+def strip_softmax(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> nn.Module:
     """The model without a final Softmax/LogSoftmax, so explanations are of logits.
 
     Returns new containers sharing the user's layers; the input model is not modified."""
     if not isinstance(model, nn.Sequential):
-        from .graph import strip_softmax_graph, trace
-
-        return strip_softmax_graph(trace(model))
+        gm = trace(model, config)
+        plan = graph_plan(gm, config)
+        if not is_softmax_step(plan, plan.output):
+            return model
+        gm = _copy_graph_module(gm)
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        last = out.args[0]
+        out.args = (last.args[0],)
+        gm.graph.erase_node(last)
+        gm.graph.lint()
+        gm.recompile()
+        return gm
     leaves = list(named_leaf_layers(model))
     if not leaves or not isinstance(leaves[-1][1], SOFTMAX_TYPES):
         return model
@@ -100,6 +122,13 @@ def fuse_batchnorm(layer: nn.Module, bn: nn.Module) -> None:
             layer.bias.copy_(new_bias)
 
 
+def fused_copy(layer: nn.Module, bn: nn.Module) -> nn.Module:
+    """A new layer: `layer` with `bn` folded in (the user's layer is unchanged)."""
+    fused = copy.deepcopy(layer)
+    fuse_batchnorm(fused, bn)
+    return fused
+
+
 def _fusable(layer: nn.Module, bn: nn.Module) -> bool:
     if not isinstance(bn, BATCHNORM_TYPES) or bn.running_mean is None:
         return False
@@ -110,22 +139,64 @@ def _fusable(layer: nn.Module, bn: nn.Module) -> bool:
     return False
 
 
-def canonize(model: nn.Module) -> nn.Module:
-    """A copy of the model with every BatchNorm that directly follows a Linear/Conv fused into it.
+def canonize(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> nn.Module:
+    """The model with every BatchNorm that directly follows a Linear/Conv fused into it.
 
     A BatchNorm after an activation stays (it gets PassRule). The nesting and module names of
-    the model are kept; fused BatchNorms are removed. Residual/branching models are canonized
-    on their traced graph (see ``lrp_tasks.engine.graph``)."""
+    the model are kept; fused BatchNorms are removed. Only fused layers are new: everything else
+    is the user's (when nothing is fused, the model itself is returned). Residual/branching
+    models are canonized on their traced graph (a GraphModule)."""
     if not isinstance(model, nn.Sequential):
-        from .graph import canonize_graph  # local import: the fx path is only needed here
-
-        return canonize_graph(model)
-    fused = copy.deepcopy(model)
-    leaves = list(named_leaf_layers(fused))
+        return canonize_graph(model, config)
+    leaves = list(named_leaf_layers(model))
+    pairs = [(a, b) for a, b in pairwise(leaves) if _fusable(a[1], b[1])]
+    if not pairs:
+        return model
+    fused = _copy_containers(model)
     parents = _parents(fused)
-    for (_, layer), (bn_name, bn) in pairwise(leaves):
-        if _fusable(layer, bn) and bn_name in parents:
-            fuse_batchnorm(layer, bn)
-            parent, key = parents[bn_name]
-            del parent._modules[key]
+    for (layer_name, layer), (bn_name, bn) in pairs:
+        if bn_name not in parents or layer_name not in parents:
+            continue
+        parent, key = parents[layer_name]
+        parent._modules[key] = fused_copy(layer, bn)
+        parent, key = parents[bn_name]
+        del parent._modules[key]
     return fused
+
+
+def canonize_graph(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> nn.Module:
+    """Fuse each BatchNorm into the Linear/Conv that produces its input, when that layer feeds
+    only the BatchNorm and each is used once in the graph. Returns a GraphModule sharing every
+    unfused layer (the model itself when nothing is fused)."""
+    traced = trace(model, config)
+    uses: dict[str, int] = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_module":
+            uses[node.target] = uses.get(node.target, 0) + 1
+
+    def fusable(node: fx.Node) -> bool:
+        if node.op != "call_module" or not node.args or not isinstance(node.args[0], fx.Node):
+            return False
+        producer = node.args[0]
+        if producer.op != "call_module" or len(producer.users) != 1 or uses.get(producer.target) != 1:
+            return False
+        if uses.get(node.target) != 1:
+            return False
+        return _fusable(traced.get_submodule(producer.target), traced.get_submodule(node.target))
+
+    if not any(fusable(n) for n in traced.graph.nodes):
+        return model
+    gm = _copy_graph_module(traced)
+    for node in list(gm.graph.nodes):
+        if not fusable(node):
+            continue
+        producer = node.args[0]
+        layer, bn = gm.get_submodule(producer.target), gm.get_submodule(node.target)
+        parent_name, _, attr = str(producer.target).rpartition(".")
+        setattr(gm.get_submodule(parent_name) if parent_name else gm, attr, fused_copy(layer, bn))
+        node.replace_all_uses_with(producer)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm

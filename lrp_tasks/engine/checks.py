@@ -15,13 +15,17 @@ from typing import Any
 
 from torch import nn
 
+from .functional import FunctionStep, Ignored, Unknown
 from .layers import (
     ACTIVATION_TYPES,
     BUILTIN_LAYER_TYPES,
     REFUSED_ACTIVATION_TYPES,
     SOFTMAX_TYPES,
+    has_weight,
     is_instance,
 )
+from .plan import FUNCTION, LAYER, Plan, Step, sequential_plan
+from .rules import GeneralizedGammaRule, LRPRule
 
 SUPPORTED = "supported"
 UNKNOWN_LAYER = "unknown layer type"
@@ -75,11 +79,18 @@ class LRPConfig:
         return is_instance(obj, BUILTIN_LAYER_TYPES)
 
 
+def _softmax_functions() -> tuple[object, ...]:
+    import torch
+    import torch.nn.functional as F
+
+    return (F.softmax, torch.softmax, F.log_softmax, torch.log_softmax, "softmax", "log_softmax")
+
+
 def _functional_activations() -> tuple[Callable[..., Any], ...]:
     import torch
     import torch.nn.functional as F
 
-    return (F.relu, F.relu6, F.gelu, F.silu, F.mish, torch.relu, F.leaky_relu)
+    return (F.relu, F.relu6, torch.relu, F.leaky_relu)
 
 
 _FUNCTIONAL_ACTIVATIONS = _functional_activations()
@@ -123,21 +134,125 @@ register it and build the analyzer again:
 
 To skip all checks at your own risk: LRP(model, composite, skip_checks=True).
 Residual or branching models (not nn.Sequential) are analyzed on their torch.fx graph:
-LRP(model, composite) traces them automatically."""
+LRP(model, composite) traces them automatically; functions are registered the same way
+(LRP_CONFIG.supports_layer(my_function))."""
+
+
+NOT_RELU_LIKE_HINT = """
+GELU, SiLU (Swish) and Mish are not ReLU-like: they are negative for negative inputs and curved,
+and no rule of the references is validated for them yet. To explain such a model anyway, register
+the activation and give it a rule in the composite, e.g.
+
+    LRP_CONFIG.supports_activation(nn.SiLU)     # or torch.nn.functional.silu for F.silu
+    composite = Composite(..., GlobalTypeMap({nn.SiLU: PassRule()}))   # or GradientRule()
+"""
+
+NOT_RELU_LIKE_NAMES = ("GELU", "SiLU", "Mish", "gelu", "silu", "mish")
 
 
 def check_model(layers: Sequence[tuple[str, nn.Module]], config: LRPConfig = LRP_CONFIG) -> None:
-    """Raise ModelCheckError with a per-layer table unless every layer is supported."""
-    if layers and isinstance(layers[-1][1], SOFTMAX_TYPES):
-        name = layers[-1][0]
+    """Raise ModelCheckError with a per-layer table unless every layer is supported (the layers
+    of a sequential model; ``LRP`` checks any model through :func:`check_plan`)."""
+    check_plan(sequential_plan(list(layers)), None, config)
+
+
+def is_softmax_step(plan: Plan, i: int) -> bool:
+    """Whether step i is a softmax (module, function or method)."""
+    step = plan.steps[i]
+    if step.kind == LAYER:
+        return isinstance(step.module, SOFTMAX_TYPES)
+    if step.kind == FUNCTION and isinstance(step.module, FunctionStep):
+        return step.module.target in _SOFTMAX_FUNCTIONS
+    return False
+
+
+def check_plan(plan: Plan, rules: Sequence[LRPRule] | None, config: LRPConfig = LRP_CONFIG) -> None:
+    """One check and one table for every model: unknown layers and functions, unsupported
+    activations, a final softmax, and LeakyReLU without GeneralizedGammaRule on the next weighted
+    layer (when `rules` are given)."""
+    if is_softmax_step(plan, plan.output):
+        step = plan.steps[plan.output]
         raise SoftmaxOutputError(
-            f"The model ends in a softmax ({name}: {type(layers[-1][1]).__name__}). LRP explains logits: "
+            f"The model ends in a softmax ({step.name}: {_describe_step(step)}). LRP explains logits: "
             "call strip_softmax(model) first."
         )
-    rows = [(name, _describe(layer), layer_status(layer, config)) for name, layer in layers]
+    rows: list[tuple[str, str, str]] = []
+    for i, step in enumerate(plan.steps):
+        if step.kind == LAYER:
+            status = layer_status(step.module, config)
+        elif step.kind == FUNCTION and not isinstance(step.module, Ignored):
+            status = SUPPORTED if not isinstance(step.module, Unknown) else _function_status(step.module)
+        else:
+            continue
+        if status == SUPPORTED and rules is not None and _is_leaky(step):
+            problem = _leaky_relu_problem(plan, rules, i)
+            if problem:
+                status = problem
+        rows.append((step.name, _describe_step(step), status))
     if all(status == SUPPORTED for *_, status in rows):
         return
-    raise ModelCheckError("Unknown layer or activation function found in model\n" + _table(rows) + _HOW_TO_FIX, rows)
+    unknown = any(s != SUPPORTED and not s.startswith("LeakyReLU") for *_, s in rows)
+    header = (
+        "Unknown layer or activation function found in model"
+        if unknown
+        else "LeakyReLU lets negative activations through: the next weighted layer must use GeneralizedGammaRule"
+    )
+    hint = NOT_RELU_LIKE_HINT if any(s.split()[-1] in NOT_RELU_LIKE_NAMES for *_, s in rows) else ""
+    fix = _HOW_TO_FIX if unknown else _LEAKY_FIX
+    raise ModelCheckError(header + "\n" + _table(rows) + hint + fix, rows)
+
+
+_LEAKY_FIX = """
+A LeakyReLU passes negative values, which z⁺-type rules (ZPlus, AlphaBeta, Gamma) ignore: the
+explanation would lose what they carry. Assign GeneralizedGammaRule (zennit's Gamma) to the weighted
+layer(s) named above, e.g. GlobalTypeMap({nn.Conv2d: GeneralizedGammaRule()}), or skip all checks at
+your own risk with LRP(model, composite, skip_checks=True)."""
+
+_SOFTMAX_FUNCTIONS = _softmax_functions()
+
+
+def _function_status(step: FunctionStep) -> str:
+    name = getattr(step.target, "__name__", str(step.target))
+    if name in NOT_RELU_LIKE_NAMES or name in ("sigmoid", "tanh", "softmax", "log_softmax", "elu", "softplus"):
+        return f"{UNSUPPORTED_ACTIVATION} {name}"
+    return "unknown function"
+
+
+def _is_leaky(step: Step) -> bool:
+    if step.kind == LAYER:
+        return isinstance(step.module, nn.LeakyReLU)
+    return isinstance(step.module, FunctionStep) and step.module.target is _leaky_relu()
+
+
+def _leaky_relu_problem(plan: Plan, rules: Sequence[LRPRule], i: int) -> str | None:
+    """The status of a LeakyReLU whose next weighted layers do not all use GeneralizedGammaRule."""
+    seen, todo, bad = set(), list(plan.consumers[i]), []
+    while todo:
+        j = todo.pop()
+        if j in seen:
+            continue
+        seen.add(j)
+        step = plan.steps[j]
+        if step.kind == LAYER and has_weight(step.module):
+            if not isinstance(rules[j], GeneralizedGammaRule):
+                bad.append(f"{step.name!r} has {rules[j]!r}")
+            continue
+        todo += plan.consumers[j]
+    if not bad:
+        return None
+    return "LeakyReLU: the next weighted layer needs GeneralizedGammaRule (" + "; ".join(sorted(bad)) + ")"
+
+
+def _leaky_relu() -> object:
+    import torch.nn.functional as F
+
+    return F.leaky_relu
+
+
+def _describe_step(step: Step) -> str:
+    if isinstance(step.module, FunctionStep):
+        return step.module.function_name
+    return _describe(step.module)
 
 
 def _describe(layer: nn.Module) -> str:

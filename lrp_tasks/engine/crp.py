@@ -53,55 +53,65 @@ Features = TopNFeatures | IndexedFeatures
 
 
 class CRP:
-    """``CRP(lrp_analyzer, layer, features)``: layer is a position in the analyzer's layers or a
-    module name; concepts are the channels of that layer's output."""
+    """``CRP(lrp_analyzer, layer, features)``: concepts are the channels of `layer`'s output (a
+    neuron for dense layers). `layer` is a layer position, a layer or step name as
+    ``print(analyzer)`` shows it, or a container (``layer2``: the output of its last step).
+
+    Relevance is propagated from the output down to the layer, masked per concept, and on to the
+    input in one batched pass. In a graph, relevance that flows around the layer (a skip
+    connection that starts below it and joins above it) belongs to no concept: it is propagated
+    alongside and returned as ``extras["bypass"]``, so that the concept maps of all channels plus
+    the bypass map equal the LRP map (the bypass is zero at a layer every path goes through, such
+    as a ResNet stage's output or any layer of a sequential model)."""
 
     name = "CRP"
 
     def __init__(self, analyzer: LRP, layer: int | str, features: Features) -> None:
-        from .graph import GraphLRP
-
-        if isinstance(analyzer, GraphLRP):
-            raise TypeError(
-                "CRP needs a sequential analyzer (relevance is cut at a layer boundary); this model is "
-                "analyzed on its torch.fx graph"
-            )
         self.analyzer = analyzer
-        names = analyzer.layer_names
-        if isinstance(layer, str):
-            if layer not in names:
-                raise ValueError(f"CRP: no layer named {layer!r}; layers are {names}")
-            layer = names.index(layer)
-        if not -len(names) <= layer < len(names):
-            raise ValueError(f"CRP: layer index {layer} out of range for {len(names)} layers")
-        self.layer = layer % len(names)
-        self.layer_name = names[self.layer]
+        try:
+            self.step = analyzer.step_of(layer)
+        except ValueError as exc:
+            raise ValueError(f"CRP: {exc}") from None
+        self.layer = analyzer._layer_steps.index(self.step) if self.step in analyzer._layer_steps else None
+        self.layer_name = layer if isinstance(layer, str) else analyzer.plan.steps[self.step].name
         self.features = features
 
     def analyze(self, x: Tensor, selection: Selection = None, *, seed: SeedMode = "one-hot") -> Explanation:
         """val: (N, F, *input) one input map per concept; extras: features (N, F),
-        concept_relevances (N, F) and all_concept_relevances (N, C) at the layer."""
+        concept_relevances (N, F) and all_concept_relevances (N, C) at the layer, and bypass
+        (N, *input): the relevance that reaches the input around the layer."""
         if isinstance(selection, TopK):
             raise TypeError("CRP explains one output per sample; use an int or per-sample selection")
-        lrp = self.analyzer
-        boundary = self.layer + 1
+        lrp, v = self.analyzer, self.step
         with inference_mode(lrp.model):
             record = lrp.forward_record(x)
             logits = record.output
             index = resolve_selection(selection, logits)
             top = output_relevance(logits.detach(), index, seed)
-            at_layer, _ = lrp.relevance_pass(record, top, stop=boundary)
+            pending = lrp.propagate(record, {lrp.plan.output: top}, until=v)
+            del record
+            at_layer = pending.pop(v)
             concepts = at_layer.flatten(start_dim=2).sum(dim=2) if at_layer.dim() > 2 else at_layer
             features = self.features.select(concepts)
             n_feat = features.shape[1]
-            mask = torch.zeros((x.shape[0] * n_feat, concepts.shape[1]), dtype=x.dtype, device=x.device)
-            mask[torch.arange(mask.shape[0], device=x.device), features.reshape(-1)] = 1
-            mask = mask.reshape(*mask.shape, *([1] * (at_layer.dim() - 2)))
-            masked = at_layer.repeat_interleave(n_feat, dim=0) * mask
-            lower = lrp.forward_record(x.repeat_interleave(n_feat, dim=0), stop=boundary)
-            val, _ = lrp.relevance_pass(lower, masked, start=boundary)
+            rows = n_feat + (1 if pending else 0)  # one row per concept, plus the bypass
+            n = x.shape[0]
+            mask = torch.zeros((n, rows, concepts.shape[1]), dtype=at_layer.dtype, device=x.device)
+            mask[:, :n_feat].scatter_(2, features.unsqueeze(2), 1)
+            mask = mask.reshape(n * rows, -1, *([1] * (at_layer.dim() - 2)))
+            lower_pending = {v: at_layer.repeat_interleave(rows, dim=0) * mask}
+            if pending:
+                bypass_row = torch.zeros(rows, dtype=at_layer.dtype, device=x.device)
+                bypass_row[-1] = 1
+                for j, r in pending.items():
+                    scale = bypass_row.repeat(n).reshape(-1, *([1] * (r.dim() - 1)))
+                    lower_pending[j] = r.repeat_interleave(rows, dim=0) * scale
+            lower = lrp.forward_record(x.repeat_interleave(rows, dim=0), stop=v)
+            val = lrp.propagate(lower, lower_pending, until=0)[0]
+        val = val.detach().reshape(n, rows, *x.shape[1:])
+        bypass = val[:, n_feat] if pending else torch.zeros_like(x)
         return Explanation(
-            val=val.detach().reshape(x.shape[0], n_feat, *x.shape[1:]),
+            val=val[:, :n_feat],
             input=x,
             output=logits.detach(),
             output_selection=index,
@@ -111,6 +121,7 @@ class CRP:
                 "features": features,
                 "concept_relevances": concepts.gather(1, features),
                 "all_concept_relevances": concepts,
+                "bypass": bypass,
             },
         )
 

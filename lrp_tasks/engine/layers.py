@@ -54,12 +54,13 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.ReLU6,
     nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
 )
+# Smooth activations that are negative for negative inputs: refused until a rule is validated
+# for them (the check says how to register one).
+NOT_RELU_LIKE_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
 # Activations the checks refuse: not rectifier-like, LRP's assumptions break.
 REFUSED_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    *NOT_RELU_LIKE_TYPES,
     nn.Softmax,
     nn.LogSoftmax,
     nn.Softmin,

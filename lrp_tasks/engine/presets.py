@@ -14,6 +14,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .composites import Composite, FirstLayerTypeMap, FirstMatchTypeMap, GlobalTypeMap
+from .functional import Activation, Add, Reshape
 from .layers import (
     ACTIVATION_TYPES,
     AVGPOOL_TYPES,
@@ -50,14 +51,18 @@ def _stabilizer(convention: Convention) -> float:
 
 
 def _base_map(conv_rule: LRPRule, epsilon: float, convention: Convention) -> GlobalTypeMap:
-    """Shared by all presets: Linear → ε, LayerNorm → LayerNormRule, element-wise layers → Pass."""
+    """Shared by all presets: Linear → ε, LayerNorm → LayerNormRule, element-wise layers → Pass,
+    additions → the proportional split with the convention's stabilizer (zennit: Norm on Sum)."""
     stab = _stabilizer(convention)
     entries: dict[type | tuple[type, ...], LRPRule] = {
         CONVOLUTIONS: conv_rule,
         nn.Linear: EpsilonRule(epsilon),
         LAYERNORM_TYPES: LayerNormRule(stabilizer=stab),
         DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES: PassRule(),
+        Add: ZeroRule(stabilizer=stab),
     }
+    if convention == "rpj":
+        entries[(Reshape, Activation)] = PassRule()
     if convention == "zennit":
         entries[AVGPOOL_TYPES] = ZeroRule(stabilizer=stab)
     return GlobalTypeMap(entries)
@@ -78,9 +83,11 @@ def _composite(
             primitives.append(FirstMatchTypeMap({types: first_rule}))
         else:
             primitives.append(FirstLayerTypeMap({CONVOLUTIONS: first_rule}))
-    default = GradientRule() if convention == "zennit" else ZeroRule()
+    # zennit passes the plain gradient where no rule applies (max pooling, functional operations
+    # other than its canonized Sum); RelevancePropagation.jl's default is each step's own
+    default = GradientRule() if convention == "zennit" else None
     suffix = "" if convention == "rpj" else ", convention='zennit'"
-    return Composite(*primitives, default=default, name=f"{name}{suffix}")
+    return Composite(*primitives, default=default, name=f"{name}{suffix}", stabilizer=_stabilizer(convention))
 
 
 def EpsilonGammaBox(

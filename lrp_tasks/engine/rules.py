@@ -15,6 +15,7 @@ Writing a new rule::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -39,6 +40,13 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     # copysign gives +ε for +0.0 and −ε only for −0.0, whose contributions are all zero anyway;
     # two passes over z instead of four for a comparison and a select.
     return z + torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z)
+
+
+def _stabilizer(value: float) -> float:
+    value = float(value)
+    if not value >= 0:
+        raise InvalidRuleError(f"stabilizer must be >= 0, got {value}")
+    return value
 
 
 def _positive(t: Tensor) -> Tensor:
@@ -71,12 +79,41 @@ class LRPRule:
     def modify_denominator(self, z: Tensor) -> Tensor:
         return stabilize(z, self.stabilizer)
 
-    #: True when ρ and the input modifier are the identity: the recorded forward output is z.
-    uses_plain_forward: bool = False
+    def overrides(self, piece: str) -> bool:
+        """Whether this rule's class replaces the base's `piece` (e.g. ``modify_parameter``).
+        Fast paths are chosen from this, never from a flag a subclass would inherit."""
+        return getattr(type(self), piece) is not getattr(LRPRule, piece)
+
+    @property
+    def uses_plain_forward(self) -> bool:
+        """ρ and the input modifier are the identity and the generic rule applies: the recorded
+        forward output is z (LRP-0/ε), so no modified forward pass is needed."""
+        return not (self.overrides("modify_input") or self.overrides("modify_parameter") or self.overrides("relevance"))
 
     def needs_graph(self, layer: nn.Module) -> bool:
         """Whether the analyzer must record this layer's forward with autograd for this rule."""
-        return self.uses_plain_forward and needs_autograd_record(layer) and not has_weight(layer)
+        return not has_weight(layer) and needs_autograd_record(layer)
+
+    def parameters_of(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
+        """The layer's weight and bias, through ``modify_parameter`` when the class overrides it
+        (rules that split by sign start from these)."""
+        if not self.overrides("modify_parameter"):
+            return ctx.weight, ctx.bias
+        return ctx.cached(
+            f"rho:{type(self).__name__}:{id(self)}",
+            lambda: (
+                self.modify_parameter(ctx.weight, "weight"),
+                None if ctx.bias is None else self.modify_parameter(ctx.bias, "bias"),
+            ),
+        )
+
+    def input_of(self, ctx: LayerContext) -> Tensor:
+        """The recorded input, through ``modify_input`` when the class overrides it."""
+        a = ctx.input.detach()
+        return self.modify_input(a) if self.overrides("modify_input") else a
+
+    def input_nonnegative(self, ctx: LayerContext) -> bool:
+        return ctx.input_nonnegative and not self.overrides("modify_input")
 
     # -- the generic rule -------------------------------------------------------------------
     def modified_parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
@@ -99,7 +136,7 @@ class LRPRule:
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         """R_in = ã ⊙ ρ(W)ᵀ (R_out / stab(ρ(W)ã + ρ(b)))."""
-        if self.uses_plain_forward and not self.zero_bias:
+        if not has_weight(ctx.layer) or (self.uses_plain_forward and not self.zero_bias):
             s = relevance / self.denominator(ctx, ctx.output)
             weight = ctx.weight if has_weight(ctx.layer) else None
             return ctx.vjp(weight, s).mul_(ctx.input.detach())
@@ -111,7 +148,18 @@ class LRPRule:
 
     # -- printing ---------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
-        return {}
+        """Constructor arguments that differ from their defaults, read back from attributes of the
+        same name (so a new rule gets its repr and equality without writing them)."""
+        params: dict[str, Any] = {}
+        for name, p in list(inspect.signature(type(self).__init__).parameters.items())[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                value = value.item() if value.numel() == 1 else value.flatten().tolist()
+            if p.default is p.empty or value != p.default:
+                params[name] = value
+        return params
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
@@ -136,10 +184,8 @@ def _stabilizer_params(rule: LRPRule, default: float = 1e-9) -> dict[str, Any]:
 class ZeroRule(LRPRule):
     """LRP-0: ρ = identity. Equals gradient×input on ReLU networks. Works on any layer."""
 
-    uses_plain_forward = True
-
     def __init__(self, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def is_compatible(self, layer: nn.Module) -> bool:
@@ -175,7 +221,7 @@ class GammaRule(LRPRule):
         if gamma < 0:
             raise InvalidRuleError(f"GammaRule: gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
@@ -192,8 +238,8 @@ class _SignSplitRule(LRPRule):
     distinct input part; branches with a⁻ are skipped when the input is known non-negative."""
 
     def _split(self, ctx: LayerContext) -> tuple[Tensor, Tensor | None]:
-        a = ctx.input.detach()
-        if ctx.input_nonnegative:
+        a = self.input_of(ctx)
+        if self.input_nonnegative(ctx):
             return a, None
         return _positive(a), _negative(a)
 
@@ -217,14 +263,14 @@ class ZPlusRule(_SignSplitRule):
     """z⁺ rule: z = W⁺a⁺ + W⁻a⁻ + b⁺; only positive contributions count (AlphaBeta(1, 0))."""
 
     def __init__(self, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None]:
         def compute() -> tuple[Tensor, Tensor, Tensor | None]:
-            bias = ctx.bias
+            weight, bias = self.parameters_of(ctx)
             b_pos = None if bias is None or self.zero_bias else _positive(bias)
-            return _positive(ctx.weight), _negative(ctx.weight), b_pos
+            return _positive(weight), _negative(weight), b_pos
 
         return ctx.cached(f"zplus:{id(self)}", compute)
 
@@ -241,7 +287,7 @@ class ZPlusRule(_SignSplitRule):
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
         w_pos, w_neg, b_pos = self._parameters(ctx)
-        if ctx.input_nonnegative and type(self).modify_denominator is LRPRule.modify_denominator:
+        if self.input_nonnegative(ctx) and not self.overrides("modify_denominator"):
             # z = W⁺a + b⁺ ≥ 0, so stab(z) = z + ε: fold ε into the bias, no extra pass
             a = ctx.input.detach()
             z = ctx.forward(a, w_pos, self._stabilized_bias(ctx, b_pos))
@@ -276,15 +322,15 @@ class AlphaBetaRule(_SignSplitRule):
             )
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         def compute() -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-            bias = ctx.bias
+            weight, bias = self.parameters_of(ctx)
             if bias is None or self.zero_bias:
-                return _positive(ctx.weight), _negative(ctx.weight), None, None
-            return _positive(ctx.weight), _negative(ctx.weight), _positive(bias), _negative(bias)
+                return _positive(weight), _negative(weight), None, None
+            return _positive(weight), _negative(weight), _positive(bias), _negative(bias)
 
         return ctx.cached(f"alphabeta:{id(self)}", compute)
 
@@ -317,12 +363,12 @@ class GeneralizedGammaRule(_SignSplitRule):
         if gamma < 0:
             raise InvalidRuleError(f"GeneralizedGammaRule: gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def _parameters(self, ctx: LayerContext) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         def compute() -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-            w, b, g = ctx.weight, ctx.bias, self.gamma
+            (w, b), g = self.parameters_of(ctx), self.gamma
             rho_pos = w + g * _positive(w)
             rho_neg = w + g * _negative(w)
             if b is None or self.zero_bias:
@@ -368,14 +414,14 @@ class ZBoxRule(LRPRule):
         self.high = high if isinstance(high, Tensor) else torch.as_tensor(high, dtype=torch.float64)
         if bool((self.low > self.high).any()):
             raise InvalidRuleError("ZBoxRule: low must be <= high everywhere")
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = zero_bias
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
-        a = ctx.input.detach()
+        a = self.input_of(ctx)
         low = self.low.to(device=a.device, dtype=a.dtype).expand_as(a)
         high = self.high.to(device=a.device, dtype=a.dtype).expand_as(a)
-        w = ctx.weight
+        w, _ = self.parameters_of(ctx)
         w_pos, w_neg = ctx.cached(f"zbox:{id(self)}", lambda: (_positive(w), _negative(w)))
         z = ctx.forward(a, w, None) - ctx.forward(low, w_pos, None) - ctx.forward(high, w_neg, None)
         s = relevance / self.modify_denominator(z)
@@ -407,7 +453,7 @@ class WSquareRule(_InputIndependentRule):
     """w² rule: relevance spread by squared weights, independent of the input (unbounded inputs)."""
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = True
 
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
@@ -421,7 +467,7 @@ class FlatRule(_InputIndependentRule):
     """Flat rule: each input in a neuron's receptive field gets an equal share."""
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
         self.zero_bias = True
 
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
@@ -435,7 +481,7 @@ class PassRule(LRPRule):
     """R_in = R_out: for element-wise or reshaping layers (activations, dropout, flatten...)."""
 
     def is_compatible(self, layer: nn.Module) -> bool:
-        return not isinstance(layer, WEIGHTED_TYPES + POOL_TYPES)
+        return not isinstance(layer, WEIGHTED_TYPES + POOL_TYPES) and getattr(layer, "pass_compatible", True)
 
     def needs_graph(self, layer: nn.Module) -> bool:
         return False
@@ -452,8 +498,6 @@ class PassRule(LRPRule):
 class GradientRule(LRPRule):
     """R_in = (∂out/∂in)ᵀ R_out: the plain gradient. zennit's behaviour for layers without a rule
     (max pooling routes relevance to the winner; an unfused BatchNorm rescales it)."""
-
-    uses_plain_forward = True
 
     def is_compatible(self, layer: nn.Module) -> bool:
         return True
@@ -472,7 +516,7 @@ class LayerNormRule(LRPRule):
     s = R / stab(a − μ); the centring is the only part that redistributes relevance."""
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = _stabilizer(stabilizer)
 
     def is_compatible(self, layer: nn.Module) -> bool:
         return isinstance(layer, LAYERNORM_TYPES)
@@ -487,6 +531,22 @@ class LayerNormRule(LRPRule):
     def _params(self) -> dict[str, Any]:
         return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
 
+
+RULES: dict[str, type[LRPRule]] = {
+    "Zero": ZeroRule,
+    "Epsilon": EpsilonRule,
+    "Gamma": GammaRule,
+    "GeneralizedGamma": GeneralizedGammaRule,
+    "ZPlus": ZPlusRule,
+    "AlphaBeta": AlphaBetaRule,
+    "ZBox": ZBoxRule,
+    "WSquare": WSquareRule,
+    "Flat": FlatRule,
+    "Pass": PassRule,
+    "Gradient": GradientRule,
+    "LayerNorm": LayerNormRule,
+}
+"""Rule names as configs write them → classes: the one table the config schema builds rules from."""
 
 ALL_RULES: tuple[type[LRPRule], ...] = (
     ZeroRule,

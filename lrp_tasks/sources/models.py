@@ -4,7 +4,8 @@
   (no code at all) or from a ``torch.load(weights_only=True)`` state dict (a restricted unpickler
   that refuses any global that is not a tensor type); loading is strict and a mismatch lists
   every missing key, unexpected key and wrong shape;
-* TorchScript archives and ``torch.export`` programs: their formats hold graphs, not pickled code.
+* ``torch.export`` programs: the format holds a graph, not pickled code (the engine lowers its aten
+  operations onto layers). TorchScript archives are not accepted: they cannot be explained.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from lrp_tasks.config.io import resolve_path
-from lrp_tasks.config.model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec, TorchScriptModelSpec
+from lrp_tasks.config.model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec
 
 from .errors import ModelLoadError
 
@@ -195,15 +196,6 @@ def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedMode
     return LoadedModel(_set_eval(module), file_digest(path), f"{call} with weights {spec.weights}")
 
 
-def _load_torchscript(spec: TorchScriptModelSpec, root: str | Path | None) -> LoadedModel:
-    path = _existing(spec.path, root, "TorchScript file")
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load TorchScript file {spec.path}: {exc}") from exc
-    return LoadedModel(_set_eval(module), file_digest(path), f"TorchScript {spec.path}")
-
-
 def _load_exported(spec: ExportedModelSpec, root: str | Path | None) -> LoadedModel:
     path = _existing(spec.path, root, "exported program")
     try:
@@ -218,8 +210,6 @@ def load_model(source: ModelSpec, root: str | Path | None = None) -> LoadedModel
     resolve against `root`: the config file's directory (default: the working directory)."""
     if isinstance(source, BuilderModelSpec):
         return _load_builder(source, root)
-    if isinstance(source, TorchScriptModelSpec):
-        return _load_torchscript(source, root)
     if isinstance(source, ExportedModelSpec):
         return _load_exported(source, root)
     raise TypeError(f"not a model source: {source!r}")

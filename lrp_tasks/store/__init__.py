@@ -7,9 +7,12 @@ See docs/store.md for the layout, schema and guarantees.
 
 from .errors import AuditStoreError, ConfigMismatchError, NotAnAuditError, ShardValidationError
 from .layout import AuditLayout, plan_shards
+from .lock import LeaseLostError, StoreLock, StoreLockedError
+from .lock import probe as lock_holder
 from .reader import AuditReader, open_audit
 from .spec import AuditSpec, ShardResult, compute_config_digest
-from .writer import AuditStore
+from .verify import VerifyReport, check_committed_shards
+from .writer import AuditStore, lock_store
 
 __all__ = [
     "AuditLayout",
@@ -18,10 +21,17 @@ __all__ = [
     "AuditStore",
     "AuditStoreError",
     "ConfigMismatchError",
+    "LeaseLostError",
     "NotAnAuditError",
     "ShardResult",
     "ShardValidationError",
+    "StoreLock",
+    "StoreLockedError",
+    "VerifyReport",
+    "check_committed_shards",
     "compute_config_digest",
+    "lock_holder",
+    "lock_store",
     "open_audit",
     "plan_shards",
 ]

@@ -16,7 +16,16 @@ from .layout import TMP_SUFFIX, AuditLayout
 from .spec import canonical_json
 
 #: Attribute keys the store itself owns; results may not overwrite them.
-_RESERVED = ("format_version", "audit_id", "config", "config_digest", "weights_digest", "composite", "layout")
+_RESERVED = (
+    "format_version",
+    "audit_id",
+    "config",
+    "config_digest",
+    "weights_digest",
+    "composite",
+    "layout",
+    "identity",
+)
 
 
 def set_audit_attribute(root: str, key: str, value: Any) -> None:

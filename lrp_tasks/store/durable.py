@@ -5,22 +5,36 @@ machine crash. Several fsyncs are issued at once from a small thread pool: fsync
 filesystem can commit them together, so a shard's dozen fsyncs cost about one disk flush.
 :class:`BackgroundSync` starts each file's fsync as soon as the file is written, so the disk works while
 the next chunk is being encoded.
+
+The pool is fork-safe: a forked child gets a fresh pool (the parent's threads do not exist in the
+child, and submitting to the inherited pool would wait forever).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
+from typing import Any
 
 from .layout import tmp_name, tmp_prefix
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -100,30 +114,62 @@ def fsync_tree(root: str) -> None:
     fsync_many(paths)
 
 
-def write_hidden(path: str, data: bytes) -> str:
-    """Write ``data`` next to ``path`` under a hidden temporary name (not fsynced); returns that name."""
+def write_hidden(path: str, data: Any, tmp_dir: str | None = None) -> str:
+    """Write ``data`` under a hidden temporary name (not fsynced) in ``tmp_dir`` (same filesystem as
+    ``path``; default: next to it); returns that name, to be renamed to ``path``."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, tmp_name(name, uuid.uuid4().hex))
-    with open(tmp, "wb") as f:
+    tmp = os.path.join(tmp_dir or directory, tmp_name(name, uuid.uuid4().hex))
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
     return tmp
 
 
-def atomic_write_bytes(path: str, data: bytes, sync_dir: bool = True) -> None:
+def replace_into(tmp: str, path: str) -> None:
+    """Atomically move a finished temporary to its final name (creating the directory if needed)."""
+    try:
+        os.replace(tmp, path)
+    except FileNotFoundError:
+        if not os.path.exists(tmp):
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: str, data: bytes, sync_dir: bool = True, tmp_dir: str | None = None) -> None:
     """Write ``data`` to ``path`` via a hidden temporary, fsync, rename (and fsync the directory).
 
     Readers see the old file, no file, or the whole new file, never a torn one. ``sync_dir=False``
     leaves the rename itself to the next journal commit: for files that can be rebuilt if lost."""
-    tmp = write_hidden(path, data)
+    tmp = write_hidden(path, data, tmp_dir)
     try:
         fsync_path(tmp)
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     if sync_dir:
         fsync_path(os.path.dirname(path))
+
+
+def clear_directory(directory: str) -> None:
+    """Remove everything inside ``directory`` (the staging area of a writer that is gone)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        p = os.path.join(directory, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
 
 
 def remove_stale_temporaries(directory: str, final_name: str) -> int:

@@ -33,6 +33,8 @@ def make_record(
     audit_id: str,
     config_digest: str,
     chunks: Mapping[str, list[str]] | None = None,
+    chunk_files: Mapping[str, Mapping[str, int]] | None = None,
+    run: str | None = None,
     recovered: bool = False,
 ) -> dict[str, Any]:
     return {
@@ -43,6 +45,8 @@ def make_record(
         "rows": rows,
         "parquet": {"file": part_file, "sha256": part_sha256, "bytes": part_bytes},
         "zarr_chunks": dict(chunks or {}),
+        "chunk_files": {key: dict(value) for key, value in (chunk_files or {}).items()},
+        "run": run,
         "audit_id": audit_id,
         "config_digest": config_digest,
         "committed_at": utc_now_iso(),
@@ -54,7 +58,7 @@ def make_record(
 def write_record(layout: AuditLayout, record: Mapping[str, Any]) -> None:
     data = json.dumps(dict(record), sort_keys=True, indent=1).encode()
     # No directory fsync: a record lost in a crash is rebuilt from its part (recover_missing_records).
-    atomic_write_bytes(layout.record_path(int(record["shard_id"])), data, sync_dir=False)
+    atomic_write_bytes(layout.record_path(int(record["shard_id"])), data, sync_dir=False, tmp_dir=layout.staging_dir)
 
 
 def read_records(layout: AuditLayout, fs: Any = None) -> dict[int, dict[str, Any]]:
@@ -85,14 +89,21 @@ def read_records(layout: AuditLayout, fs: Any = None) -> dict[int, dict[str, Any
     return records
 
 
-def recover_missing_records(layout: AuditLayout, audit_id: str, config_digest: str) -> list[int]:
-    """Write the record of every visible part that has none (writer killed right after the rename)."""
+def recover_missing_records(layout: AuditLayout, audit_id: str, config_digest: str) -> tuple[list[int], dict[int, str]]:
+    """Write the record of every visible part that has none (writer killed right after the rename).
+
+    Returns the recovered shard ids and, by shard id, why a part without record could not be read
+    (a damaged part: the caller un-commits it)."""
     parts = committed_part_ids(layout.summaries_dir)
     records = read_records(layout)
-    recovered = []
+    recovered, unreadable = [], {}
     for shard_id in sorted(set(parts) - set(records)):
         path = parts[shard_id]
-        meta = part_metadata(path)
+        try:
+            meta = part_metadata(path)
+        except Exception as exc:
+            unreadable[shard_id] = f"Parquet part {os.path.basename(path)} is unreadable: {type(exc).__name__}: {exc}"
+            continue
         write_record(
             layout,
             make_record(
@@ -109,4 +120,4 @@ def recover_missing_records(layout: AuditLayout, audit_id: str, config_digest: s
             ),
         )
         recovered.append(shard_id)
-    return recovered
+    return recovered, unreadable

@@ -5,11 +5,12 @@ here covers whole chunks of one shard only, and array metadata is never rewritte
 Creation builds the group in a hidden temporary directory and renames it into place: concurrent
 creators race on one atomic rename, and the loser opens the winner's group.
 
-Whole chunks are encoded here with the array's own codecs (bytes + optional Blosc, read from the array
-metadata) and written straight to their files, each handed to a background fsync as soon as it is
-written: Zarr's generic path would build a fill-valued chunk, copy the data into it, and write through
-a temporary file and a rename per chunk, none of which a whole, never-shared chunk needs (the shard's
-commit, not the chunk file, is the unit of atomicity). Chunks of any other kind go through Zarr.
+Whole chunks (and the short last chunk, padded with the fill value as Zarr pads it) are encoded here
+with the array's own codecs (bytes + optional Blosc, read from the array metadata) and each handed to
+a background fsync as soon as it is written. A chunk file that does not exist yet is created
+exclusively in place; one that exists (a shard written again) is written to a temporary in the store's
+staging directory and renamed over it: a chunk file is never rewritten in place, so a reader can never
+decode a torn chunk, even of a shard that is being re-written. Arrays with other codecs go through Zarr.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import sys
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,7 +32,7 @@ from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.errors import ZarrUserWarning
 
-from .durable import fsync_path, fsync_tree, parent_dirs
+from .durable import fsync_path, fsync_tree, parent_dirs, replace_into, write_hidden
 from .errors import AuditStoreError, NotAnAuditError
 from .layout import RELEVANCE_ZARR, TMP_SUFFIX
 from .spec import AuditSpec
@@ -282,14 +284,18 @@ class _ChunkEncoder:
         return self.blosc.encode(data) if self.blosc is not None else memoryview(data).cast("B")
 
 
-def _write_file(path: str, payload: Any) -> None:
+def _create_exclusively(path: str, payload: Any) -> bool:
+    """Write ``payload`` to a new file ``path``; False (nothing written) when the file already exists."""
     try:
-        with open(path, "wb") as f:
-            f.write(payload)
+        f = open(path, "xb")
+    except FileExistsError:
+        return False
     except FileNotFoundError:  # '/'-separated chunk keys: the nested directories are new
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(payload)
+        return _create_exclusively(path, payload)
+    with f:
+        f.write(payload)
+    return True
 
 
 class RelevanceArrays:
@@ -316,30 +322,67 @@ class RelevanceArrays:
         self.n_samples = spec.n_samples
 
     def write(
-        self, start: int, stop: int, data: Mapping[str, np.ndarray], on_written: Callable[[str], None] | None = None
-    ) -> list[str]:
-        """Write ``data[name]`` to rows ``start:stop`` of each array; returns the chunk files and their
-        directories, which the caller must fsync before it commits the shard.
+        self,
+        start: int,
+        stop: int,
+        data: Mapping[str, np.ndarray],
+        staging: str,
+        on_written: Callable[[str], None] | None = None,
+    ) -> tuple[list[str], list[tuple[str, str]], dict[str, dict[str, int]]]:
+        """Encode ``data[name]`` (rows ``start:stop`` of each array) into chunk files.
 
-        ``on_written(path)`` is called for each chunk file as soon as it is complete (to start its fsync
-        while the next chunk is encoded). ``start`` must sit on a chunk boundary and ``stop`` on one or
-        at the end of the arrays; the caller (the store) guarantees it by only accepting planned shards."""
-        touched: list[str] = []
+        A chunk file that does not exist yet is created in place (exclusively: ``O_EXCL``); one that
+        exists (a re-write) is written to a temporary under ``staging`` which :meth:`publish` renames
+        over it once fsynced. A chunk file is therefore never rewritten in place: a reader sees the old
+        chunk or the new one, never a torn one. Returns the new chunk files and their directories (to
+        fsync), the (temporary, final path) pairs to publish, and the size and CRC-32 of every chunk
+        file by store key (recorded at commit, checked by ``verify``). ``on_written(path)`` is called for
+        each file as soon as it is complete (to start its fsync while the next chunk is encoded).
+        ``start`` must sit on a chunk boundary and ``stop`` on one or at the end of the arrays; the
+        caller (the store) guarantees it by only accepting planned shards."""
+        created: list[str] = []
+        staged: list[tuple[str, str]] = []
+        checks: dict[str, dict[str, int]] = {}
         for name, values in data.items():
+            encoder = self._encoders[name]
             files = []
             for key, lo, hi in self._chunks(name, start, stop):
                 path = os.path.join(self.zarr_path, *key.split("/"))
                 rows = values[lo - start : hi - start]
-                encoder = self._encoders[name]
-                if encoder is not None and hi - lo == self.chunk:
-                    _write_file(path, encoder.encode(rows))
-                else:  # the short last chunk of the array (padded by Zarr), or codecs we do not mirror
+                if encoder is None:  # codecs we do not mirror (never created by this store): Zarr writes
                     self.arrays[name][lo:hi] = rows
+                    with open(path, "rb") as f:
+                        payload = f.read()
+                    written = path
+                    files.append(path)
+                else:
+                    if hi - lo < self.chunk:  # the short last chunk: padded with the fill value, as Zarr does
+                        padded = np.full((self.chunk, *rows.shape[1:]), self.arrays[name].fill_value, encoder.dtype)
+                        padded[: hi - lo] = rows
+                        rows = padded
+                    payload = encoder.encode(rows)
+                    if _create_exclusively(path, payload):
+                        written = path
+                        files.append(path)
+                    else:
+                        written = write_hidden(path, payload, staging)
+                        staged.append((written, path))
                 if on_written is not None:
-                    on_written(path)
-                files.append(path)
-            touched += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, *name.split("/")))
-        return touched
+                    on_written(written)
+                # zlib's CRC-32 reads the encoded buffer as it is (google-crc32c would need a copy of an
+                # uncompressed chunk, which costs more than it saves)
+                checks[key] = {"bytes": memoryview(payload).nbytes, "crc32": zlib.crc32(payload)}
+            created += files + parent_dirs(files, stop_at=os.path.join(self.zarr_path, *name.split("/")))
+        return created, staged, checks
+
+    @staticmethod
+    def publish(staged: list[tuple[str, str]]) -> list[str]:
+        """Rename fsynced chunk temporaries over the chunks they replace; returns the directories to fsync."""
+        dirs: dict[str, None] = {}
+        for tmp, path in staged:
+            replace_into(tmp, path)
+            dirs[os.path.dirname(path)] = None
+        return list(dirs)
 
     def _chunks(self, name: str, start: int, stop: int) -> list[tuple[str, int, int]]:
         """(store key, first row, end row) of each chunk holding rows ``start:stop`` of ``name``."""

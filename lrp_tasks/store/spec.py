@@ -6,10 +6,11 @@ new spec with the recorded one field by field, so a changed config never mixes i
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .layout import default_chunk_size
+from .layout import MAX_SHARD_SIZE, default_chunk_size, shard_size_message
 
 Dtype = Literal["float16", "float32"]
 Compression = Literal["lz4", "zstd", "none"]
@@ -34,9 +35,33 @@ def canonical_json(obj: Any) -> str:
         raise TypeError(f"audit config must be JSON-serialisable (plain dicts/lists/str/numbers): {exc}") from exc
 
 
-def compute_config_digest(config: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config``; used when the caller brings no digest of its own."""
-    return hashlib.sha256(canonical_json(dict(config)).encode()).hexdigest()
+def compute_config_digest(config: Mapping[str, Any], operational: Iterable[str] = ()) -> str:
+    """sha256 of the canonical JSON of ``config`` without its ``operational`` fields (dotted paths);
+    used when the caller brings no digest of its own."""
+    return hashlib.sha256(canonical_json(strip_fields(config, operational)).encode()).hexdigest()
+
+
+def strip_fields(config: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``config`` without the fields named by dotted ``paths`` (absent ones are ignored)."""
+    out = copy.deepcopy(dict(config))
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node: Any = out
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
+
+
+def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves where two JSON-like configs differ (sorted)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += differing_fields(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if canonical_json(old) == canonical_json(new) else [prefix.rstrip(".")]
 
 
 @dataclass(frozen=True)
@@ -52,8 +77,14 @@ class AuditSpec:
     ``concept_ids`` fixes the channels (indexed features), ``None`` lets them vary per sample (top-n).
     ``shard_size`` is the unit of work and of commit; ``chunk_size`` (Zarr chunk along samples) must
     divide it so that a shard is whole chunks and two writers never touch one chunk. ``None`` picks the
-    largest divisor keeping chunks under ~8 MiB. ``config_digest=None`` hashes ``config``;
+    largest divisor keeping chunks under ~8 MiB. ``config_digest=None`` hashes ``config`` without the
+    ``operational`` fields (dotted paths such as ``"ray"`` or ``"output"``: where and with what resources
+    the audit runs, not what it computes; a store resumes with them changed);
     ``audit_id=None`` derives one on creation (and adopts the stored one on resume).
+
+    The store's identity is the config digest, ``weights_digest``, ``dataset`` (a fingerprint of what
+    the dataset reader reads: ``{"id": ..., "digest": ..., "files": {name: digest}}``) and the layout:
+    resuming with any of them changed is refused, naming what changed.
     """
 
     n_samples: int
@@ -77,6 +108,8 @@ class AuditSpec:
     audit_id: str | None = None
     #: names of the classes (the dataset's, when it has them): a group attribute, not part of the layout
     class_names: tuple[str, ...] | None = None
+    operational: tuple[str, ...] = ()
+    dataset: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.sample_shape)
@@ -108,6 +141,8 @@ class AuditSpec:
             problems.append(f"n_classes must be >= 1, got {self.n_classes}")
         if self.shard_size < 1:
             problems.append(f"shard_size must be >= 1, got {self.shard_size}")
+        elif self.shard_size > MAX_SHARD_SIZE:
+            problems.append(shard_size_message(self.shard_size))
         if self.explanations_per_sample < 1:
             problems.append(f"explanations_per_sample must be >= 1, got {self.explanations_per_sample}")
         if self.dtype not in _DTYPES:
@@ -128,6 +163,13 @@ class AuditSpec:
             )
         np.dtype(self.input_dtype)  # raises on a bad name
         canonical_json(dict(self.config))
+        canonical_json(dict(self.dataset))
+        object.__setattr__(self, "operational", tuple(self.operational))
+        if not problems and self.chunk_size is None:
+            try:
+                self.resolved_chunk_size  # noqa: B018 (refuses shard sizes that only split into tiny chunks)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ValueError("invalid AuditSpec: " + "; ".join(problems))
 
@@ -139,8 +181,13 @@ class AuditSpec:
 
     @property
     def digest(self) -> str:
-        """The config digest: the caller's, or the sha256 of the canonical config JSON."""
-        return self.config_digest or compute_config_digest(self.config)
+        """The config digest: the caller's, or the sha256 of the canonical config JSON without the
+        operational fields."""
+        return self.config_digest or compute_config_digest(self.config, self.operational)
+
+    @property
+    def dataset_digest(self) -> str:
+        return str(self.dataset.get("digest", ""))
 
     @property
     def relevance_row_shape(self) -> tuple[int, ...]:

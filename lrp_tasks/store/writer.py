@@ -1,42 +1,41 @@
 """The write side of an audit: :class:`AuditStore` takes finished shards and commits each exactly once.
 
+One run writes a store at a time: opening a store for writing takes its writer lock (or joins the run
+holding it, with the run's lease token, in a worker process); see :mod:`.lock`.
+
 Order of a shard's write (each step durable before the next):
 
-1. Zarr rows ``start:stop`` of every array (whole chunks) and the Parquet part under a hidden name,
-   all fsynced (chunk files, their directory entries, the part);
-2. the part renamed to ``summaries/part-<shard>.parquet`` (directory fsynced): the commit point;
-3. the commit record in ``manifest/`` (a receipt that the next open rebuilds if it is lost).
+1. Zarr chunks of rows ``start:stop`` of every array (new chunk files created in place, exclusively;
+   chunks that already exist as temporaries in ``staging/``) and the Parquet part (in ``staging/``),
+   all fsynced;
+2. the lease checked, re-written chunks renamed over the old files (directories fsynced): an existing
+   chunk is replaced by a rename, never rewritten in place, so no reader ever sees a torn chunk;
+3. the lease checked again, the part renamed to ``summaries/part-<shard>.parquet`` (directory
+   fsynced): the commit point;
+4. the commit record in ``manifest/`` (a receipt with sizes and CRC-32s of the shard's files, rebuilt
+   from the part by the next open if it is lost).
 
-A writer killed before 2 leaves no committed trace; the shard is pending and the next run rewrites its
-chunks. Killed between 2 and 3, the shard is committed and the next open rebuilds its record. Shards of
-one audit may be written by several processes at once as long as each shard has one writer.
+A writer killed before 3 leaves no committed trace; the shard is pending and the next run rewrites
+it. Killed between 3 and 4, the shard is committed and the next open rebuilds its record.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import os
-import shutil
 import warnings
 from typing import Any, Literal
 
 import numpy as np
 
-from .durable import BackgroundSync, fsync_path, remove_stale_temporaries, write_hidden
+from . import lock as store_lock
+from .directory import claim_directory, require_audit_dir, wipe_store
+from .durable import BackgroundSync, clear_directory, fsync_many, fsync_path, write_hidden
 from .errors import AuditStoreError, ConfigMismatchError, ShardValidationError
-from .layout import (
-    FORMAT_VERSION,
-    MANIFEST_DIR,
-    RELEVANCE_ZARR,
-    SUMMARIES_DIR,
-    AuditLayout,
-    local_path,
-    part_name,
-    plan_shards,
-    record_name,
-)
+from .layout import FORMAT_VERSION, AuditLayout, local_path, part_name, plan_shards
 from .manifest import make_record, recover_missing_records, write_record
 from .provenance import package_versions, utc_now_iso
 from .relevance import (
@@ -53,8 +52,11 @@ from .relevance import (
     metric_key,
     read_group_attrs,
 )
-from .spec import AuditSpec, ShardResult, canonical_json
+from .spec import AuditSpec, ShardResult, compute_config_digest, differing_fields, strip_fields
 from .summaries_io import committed_part_ids, encode_part, table_from_frame
+from .verify import check_committed_shards, uncommit_shards
+
+log = logging.getLogger("lrp_tasks.store")
 
 Mode = Literal["resume", "overwrite", "create"]
 
@@ -62,6 +64,8 @@ Mode = Literal["resume", "overwrite", "create"]
 #: SIGKILL would) at that point; ``LRP_AUDIT_TEST_KILL_SHARD`` limits it to one shard id.
 KILL_ENV = "LRP_AUDIT_TEST_KILL_AT"
 KILL_SHARD_ENV = "LRP_AUDIT_TEST_KILL_SHARD"
+
+HINT = "Use a new output directory, or discard the existing audit (--fresh, mode='overwrite')."
 
 
 def _maybe_die(stage: str, shard_id: int) -> None:
@@ -82,35 +86,89 @@ def _new_attrs(spec: AuditSpec, audit_id: str) -> dict[str, Any]:
         "weights_digest": spec.weights_digest,
         "composite": spec.composite,
         "layout": spec.layout_dict(),
+        "identity": {
+            "config_digest": spec.digest,
+            "operational": list(spec.operational),
+            "weights_digest": spec.weights_digest,
+            "dataset": dict(spec.dataset),
+        },
         "versions": package_versions(),
         "created_at": utc_now_iso(),
         **names,
     }
 
 
+def lock_store(path: str | os.PathLike[str]) -> store_lock.StoreLock:
+    """Claim ``path`` as an audit directory (refusing a non-empty directory that is not one) and take its
+    writer lock; raises :class:`~.lock.StoreLockedError` naming the holder when another run has it.
+
+    Use as a context manager, or call ``release()``. Re-entrant within a process: the stores this process
+    opens on ``path`` share the lock. The first acquisition clears the staging area (no writer is left
+    that could still need it)."""
+    root = _local_root(path)
+    claim_directory(root)
+    lock = store_lock.acquire(root)
+    if lock.count == 1:
+        clear_directory(AuditLayout(root).staging_dir)
+    return lock
+
+
+def _local_root(path: str | os.PathLike[str]) -> str:
+    root = local_path(path)
+    if root is None:
+        raise AuditStoreError(
+            f"writing an audit needs a local path (atomic rename and fsync); got {os.fspath(path)!r}. "
+            "Write locally and copy the finished directory; open_audit() reads fsspec URLs."
+        )
+    root = os.path.abspath(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise AuditStoreError(f"audit path {root} exists and is not a directory")
+    return root
+
+
+def _stored_config_digest(stored: dict[str, Any], spec: AuditSpec) -> str:
+    identity = stored.get("identity")
+    if isinstance(identity, dict) and identity.get("config_digest"):
+        return str(identity["config_digest"])
+    if spec.config_digest is not None:
+        return str(stored.get("config_digest"))
+    # An audit written before the identity existed: its digest covered operational fields too.
+    return compute_config_digest(stored.get("config") or {}, spec.operational)
+
+
+def _adopt_chunk_size(stored: dict[str, Any], spec: AuditSpec) -> AuditSpec:
+    """An automatic chunk size is a storage detail: resume with the one the audit was created with."""
+    chunk = (stored.get("layout") or {}).get("chunk_size")
+    if spec.chunk_size is None and isinstance(chunk, int) and chunk >= 1 and spec.shard_size % chunk == 0:
+        return dataclasses.replace(spec, chunk_size=chunk)
+    return spec
+
+
 def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> None:
-    """Refuse to resume an audit written with another config, model or layout (never mix two)."""
-    hint = "Use a new audit directory, or mode='overwrite' to discard the existing audit."
+    """Refuse to resume an audit of another config, model, dataset or layout (never mix two), naming
+    what changed. Operational fields (``spec.operational``) may differ."""
     if stored.get("format_version") != FORMAT_VERSION:
         raise ConfigMismatchError(
             f"audit at {path} has store format {stored.get('format_version')}, this code writes {FORMAT_VERSION}"
         )
-    if stored.get("config_digest") != spec.digest:
-        old_cfg, new_cfg = stored.get("config") or {}, dict(spec.config)
-        keys = sorted(
-            k for k in set(old_cfg) | set(new_cfg) if canonical_json(old_cfg.get(k)) != canonical_json(new_cfg.get(k))
+    old_digest = _stored_config_digest(stored, spec)
+    if old_digest != spec.digest:
+        ignore = tuple(spec.operational)
+        keys = differing_fields(
+            strip_fields(stored.get("config") or {}, ignore), strip_fields(dict(spec.config), ignore)
         )
         raise ConfigMismatchError(
-            f"config digest mismatch: the audit at {path} was written with config digest "
-            f"{stored.get('config_digest')}, this run's config digest is {spec.digest} "
-            f"(differing config keys: {keys or 'none visible; digests computed differently'}). "
-            f"One audit store never mixes two configs. {hint}"
+            f"config digest mismatch: the audit at {path} was written with config digest {old_digest}, this "
+            f"run's config digest is {spec.digest} (differing config keys: "
+            f"{keys or 'none visible; digests computed differently'}). One audit store never mixes two "
+            f"configs. {HINT}"
         )
     if stored.get("weights_digest") != spec.weights_digest:
         raise ConfigMismatchError(
-            f"model weights digest mismatch: the audit at {path} explains weights "
-            f"{stored.get('weights_digest')!r}, this run has {spec.weights_digest!r}. {hint}"
+            f"model weights digest mismatch: the model weights changed. The audit at {path} explains weights "
+            f"{stored.get('weights_digest')!r}, this run has {spec.weights_digest!r}. {HINT}"
         )
+    _check_dataset(path, stored, spec)
     old_layout, new_layout = stored.get("layout") or {}, spec.layout_dict()
     diffs = [
         f"{k}: stored {old_layout.get(k)!r}, given {new_layout.get(k)!r}"
@@ -118,10 +176,10 @@ def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> Non
         if old_layout.get(k) != new_layout.get(k)
     ]
     if diffs:
-        raise ConfigMismatchError(f"audit at {path} has another layout ({'; '.join(diffs)}). {hint}")
+        raise ConfigMismatchError(f"audit at {path} has another layout ({'; '.join(diffs)}). {HINT}")
     if spec.audit_id is not None and spec.audit_id != stored.get("audit_id"):
         raise ConfigMismatchError(
-            f"audit at {path} has audit_id {stored.get('audit_id')!r}, this run asks for {spec.audit_id!r}. {hint}"
+            f"audit at {path} has audit_id {stored.get('audit_id')!r}, this run asks for {spec.audit_id!r}. {HINT}"
         )
     if stored.get("composite") != spec.composite:
         warnings.warn(
@@ -131,64 +189,129 @@ def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> Non
         )
 
 
-def _wipe(root: str) -> None:
-    """Delete the store's own entries (and our hidden temporaries), never other files in the directory."""
-    for name in (RELEVANCE_ZARR, SUMMARIES_DIR, MANIFEST_DIR):
-        p = os.path.join(root, name)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        elif os.path.exists(p):
-            os.unlink(p)
-    for name in os.listdir(root):
-        if name.startswith(f".{RELEVANCE_ZARR}."):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+def _check_dataset(path: str, stored: dict[str, Any], spec: AuditSpec) -> None:
+    old = (stored.get("identity") or {}).get("dataset") or {}
+    new = dict(spec.dataset)
+    if not new.get("digest"):
+        return  # the caller brings no fingerprint (library use): nothing to compare
+    if not old.get("digest"):
+        log.warning(
+            "audit at %s was created before dataset fingerprints were recorded: cannot check that this run "
+            "reads the same dataset (%s)",
+            path,
+            new.get("id", "?"),
+        )
+        return
+    if old["digest"] == new["digest"]:
+        return
+    old_files, new_files = old.get("files") or {}, new.get("files") or {}
+    changed = sorted(f for f in set(old_files) | set(new_files) if old_files.get(f) != new_files.get(f))
+    detail = f"; files that differ: {changed[:10]}" + (" ..." if len(changed) > 10 else "") if changed else ""
+    raise ConfigMismatchError(
+        f"dataset changed: the audit at {path} explains dataset {old.get('id', '?')!r} (fingerprint "
+        f"{str(old['digest'])[:16]}), this run reads {new.get('id', '?')!r} (fingerprint "
+        f"{str(new['digest'])[:16]}){detail}. One audit store never mixes two datasets. {HINT}"
+    )
 
 
 class AuditStore:
-    """An open audit directory for writing; build it with :meth:`create_or_open`."""
+    """An open audit directory for writing; build it with :meth:`create_or_open`, close it (or use it as
+    a context manager) to release the writer lock."""
 
-    def __init__(self, root: str, spec: AuditSpec, attrs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        root: str,
+        spec: AuditSpec,
+        attrs: dict[str, Any],
+        lock: store_lock.StoreLock | None = None,
+        lease: store_lock.Lease | None = None,
+    ) -> None:
         self.root = root
         self.layout = AuditLayout(root)
         self.spec = spec
         self.attrs = attrs
         self.plan = plan_shards(spec.n_samples, spec.shard_size)
         self._arrays = RelevanceArrays(self.layout.zarr_path, spec)
+        self._lock = lock
+        self._lease = lease
+        self.recovered_damage: dict[int, list[str]] = {}
+        """Shards un-committed on open because their part (without record) was unreadable."""
 
     @classmethod
-    def create_or_open(cls, path: str | os.PathLike[str], spec: AuditSpec, mode: Mode = "resume") -> AuditStore:
+    def create_or_open(
+        cls,
+        path: str | os.PathLike[str],
+        spec: AuditSpec,
+        mode: Mode = "resume",
+        lease: str | None = None,
+    ) -> AuditStore:
         """Open the audit at ``path`` for writing, creating it if needed.
 
-        ``resume``: create if absent, else open and check that config digest, weights digest and layout
-        match (refused with :class:`ConfigMismatchError` otherwise). ``overwrite``: delete the existing
-        store first. ``create``: refuse if a store exists. Safe to call from several processes at once.
-        """
+        ``resume``: create if absent, else open and check that config digest, weights digest, dataset
+        fingerprint and layout match (refused with :class:`ConfigMismatchError` naming what changed).
+        ``overwrite``: delete what the store wrote first (only in a recognised audit directory).
+        ``create``: refuse if a store exists. A non-empty directory that is not an audit store is refused
+        in every mode (:class:`NotAnAuditError`), and nothing in it is touched.
+
+        Without ``lease`` the store takes the directory's writer lock (or shares the one this process
+        holds) and raises :class:`~.lock.StoreLockedError` if another run holds it. A worker of a run
+        passes the run's lease token instead: it then writes under that run's lock, and every commit
+        checks that the run still holds it."""
         if mode not in ("resume", "overwrite", "create"):
             raise ValueError(f"mode must be 'resume', 'overwrite' or 'create', got {mode!r}")
-        root = local_path(path)
-        if root is None:
-            raise AuditStoreError(
-                f"writing an audit needs a local path (atomic rename and fsync); got {os.fspath(path)!r}. "
-                "Write locally and copy the finished directory; open_audit() reads fsspec URLs."
-            )
-        root = os.path.abspath(root)
-        if os.path.exists(root) and not os.path.isdir(root):
-            raise AuditStoreError(f"audit path {root} exists and is not a directory")
+        root = _local_root(path)
         layout = AuditLayout(root)
-        if mode == "overwrite" and os.path.isdir(root):
-            _wipe(root)
-        if mode == "create" and os.path.exists(os.path.join(layout.zarr_path, "zarr.json")):
-            raise AuditStoreError(f"an audit already exists at {root} (mode='create'); use mode='resume'")
-        for d in (root, layout.summaries_dir, layout.manifest_dir):
-            os.makedirs(d, exist_ok=True)
+        held: store_lock.StoreLock | None = None
+        joined: store_lock.Lease | None = None
+        if lease is None:
+            held = lock_store(root)
+        else:
+            require_audit_dir(root)
+            joined = store_lock.Lease(root, lease)
+            joined.check()
+        try:
+            if mode == "overwrite":
+                if held is None:
+                    raise AuditStoreError("only the run holding the store's lock may overwrite it (not a worker)")
+                kept = wipe_store(root)
+                if kept:
+                    log.warning("overwrite of %s kept files the store did not write: %s", root, kept[:10])
+            if mode == "create" and os.path.exists(os.path.join(layout.zarr_path, "zarr.json")):
+                raise AuditStoreError(f"an audit already exists at {root} (mode='create'); use mode='resume'")
+            for d in (layout.summaries_dir, layout.manifest_dir, layout.staging_dir):
+                os.makedirs(d, exist_ok=True)
 
-        new_id = spec.audit_id or spec.new_audit_id()
-        create_group_atomically(root, spec, _new_attrs(spec, new_id))
-        stored = read_group_attrs(layout.zarr_path)
-        _check_compatible(root, stored, spec)
-        spec = dataclasses.replace(spec, audit_id=stored["audit_id"], config_digest=stored["config_digest"])
-        recover_missing_records(layout, stored["audit_id"], stored["config_digest"])
-        return cls(root, spec, stored)
+            new_id = spec.audit_id or spec.new_audit_id()
+            create_group_atomically(root, spec, _new_attrs(spec, new_id))
+            stored = read_group_attrs(layout.zarr_path)
+            spec = _adopt_chunk_size(stored, spec)
+            _check_compatible(root, stored, spec)
+            spec = dataclasses.replace(
+                spec, audit_id=stored["audit_id"], config_digest=_stored_config_digest(stored, spec)
+            )
+            _, unreadable = recover_missing_records(layout, stored["audit_id"], spec.digest)
+            store = cls(root, spec, stored, held, joined)
+            if unreadable:
+                damage = {sid: [why] for sid, why in unreadable.items()}
+                store.uncommit(damage)
+                store.recovered_damage = damage
+            return store
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    def close(self) -> None:
+        """Release this store's share of the writer lock (the last share unlocks the directory)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Queries ----------------------------------------------------------------------------------------
 
@@ -200,6 +323,13 @@ class AuditStore:
     @property
     def config_digest(self) -> str:
         return self.spec.digest
+
+    @property
+    def run_token(self) -> str | None:
+        """The token of the run this store writes for (its lease)."""
+        if self._lease is not None:
+            return self._lease.token
+        return self._lock.token if self._lock is not None else None
 
     def committed_shards(self) -> set[int]:
         """Shard ids whose Parquet part is published (and whose Zarr rows were durable before that)."""
@@ -213,13 +343,43 @@ class AuditStore:
         done = self.committed_shards()
         return [entry for entry in self.plan if entry[0] not in done]
 
+    # Integrity ---------------------------------------------------------------------------------------
+
+    def check_committed(self, deep: bool = False) -> dict[int, list[str]]:
+        """Problems of each damaged committed shard: presence and sizes of its part and chunks (and with
+        ``deep``: decoding, row counts, sample ids, checksums). Empty when all are sound."""
+        return check_committed_shards(self.root, deep=deep).damaged
+
+    def uncommit(self, damaged: dict[int, list[str]]) -> None:
+        """Withdraw the commit of these shards (part first, then record) so that the next run redoes
+        them; their chunks stay until they are replaced."""
+        self._check_lease()
+        for sid, problems in sorted(damaged.items()):
+            log.warning("audit %s: shard %s is damaged (%s); un-committing it", self.root, sid, "; ".join(problems))
+        uncommit_shards(self.layout, damaged)
+
+    def redo_damaged(self, deep: bool = False) -> dict[int, list[str]]:
+        """Check the committed shards and un-commit the damaged ones (``run`` does this cheaply before
+        it skips committed shards); returns them with their problems."""
+        damaged = self.check_committed(deep=deep)
+        if damaged:
+            self.uncommit(damaged)
+        return {**self.recovered_damage, **damaged}
+
+    def _check_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.check()
+        elif self._lock is None or self._lock.fd < 0:
+            raise store_lock.LeaseLostError(f"audit store {self.root} was closed: it no longer holds the writer lock")
+
     # Writing ----------------------------------------------------------------------------------------
 
     def write_shard(self, shard: ShardResult) -> bool:
         """Write and commit one shard; False (and nothing touched) if it was already committed.
 
         Everything is validated before the first byte is written, so a bad shard raises
-        :class:`ShardValidationError` and leaves the store as it was."""
+        :class:`ShardValidationError` and leaves the store as it was. A store whose run lost the lock
+        raises :class:`~.lock.LeaseLostError` and publishes nothing."""
         sid = shard.shard_id
         if not 0 <= sid < len(self.plan):
             raise ShardValidationError(f"shard {sid} is not in the plan (0..{len(self.plan) - 1})")
@@ -230,6 +390,7 @@ class AuditStore:
             )
         if self.is_committed(sid):
             return False
+        self._check_lease()
         data = self._validated_arrays(shard)
         table = table_from_frame(
             shard.summaries,
@@ -251,24 +412,27 @@ class AuditStore:
             "config_digest": self.config_digest,
         }
         part = self.layout.part_path(sid)
-        remove_stale_temporaries(self.layout.summaries_dir, part_name(sid))
-        remove_stale_temporaries(self.layout.manifest_dir, record_name(sid))
-        # 1. The Zarr chunks, each fsynced in the background as soon as it is written, then their
-        #    directories; the part is encoded while the disk works and written under a hidden name.
-        #    All of it is durable before the commit.
+        staging = self.layout.staging_dir
+        # 1. New chunk files in place, re-written ones and the part into staging/, each fsynced in the
+        #    background as soon as it is written, then the directories of new chunk files.
         sync = BackgroundSync()
-        touched = self._arrays.write(start, stop, data, on_written=sync.add)
-        sync.add_many(touched)  # the chunk directories (the files are already on their way)
+        created, staged, chunk_files = self._arrays.write(start, stop, data, staging, on_written=sync.add)
+        sync.add_many(created)  # the new files' directories (the files are already on their way)
         payload = encode_part(table, meta)
-        hidden = write_hidden(part, payload)
+        hidden = write_hidden(part, payload, staging)
         sync.add(hidden)
         sync.wait()
         _maybe_die("after_zarr", sid)
-        # 2. Publish the part: the commit point.
+        # 2. Re-written chunks replace the old files by rename (never in place), made durable.
+        if staged:
+            self._check_lease()
+            fsync_many(RelevanceArrays.publish(staged))
+        # 3. Publish the part: the commit point.
+        self._check_lease()
         os.replace(hidden, part)
         fsync_path(self.layout.summaries_dir)
         _maybe_die("after_parquet", sid)
-        # 3. The receipt (rebuilt from the part by the next open if a crash loses it).
+        # 4. The receipt (rebuilt from the part by the next open if a crash loses it).
         chunks = {name: self._arrays.chunk_keys(name, start, stop) for name in data}
         write_record(
             self.layout,
@@ -283,6 +447,8 @@ class AuditStore:
                 audit_id=self.audit_id,
                 config_digest=self.config_digest,
                 chunks=chunks,
+                chunk_files=chunk_files,
+                run=self.run_token,
             ),
         )
         return True

@@ -55,11 +55,13 @@ def test_conservation_at_every_layer_of_a_bias_free_net(rule):
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
     analyzer = LRP(model, Composite(GlobalMap(rule), GlobalTypeMap({(nn.ReLU, nn.Flatten): PassRule()})))
     expl = analyzer(x, layerwise_relevances=True)
-    sums = [r.flatten(1).sum(1) for r in expl.layerwise_relevances]
+    layerwise = expl.layerwise_relevances
+    assert list(layerwise) == ["input", *analyzer.layer_names]  # input first, output last
+    sums = [r.flatten(1).sum(1) for r in layerwise.values()]
     assert len(sums) == len(analyzer.rules) + 1
     for s in sums:
         torch.testing.assert_close(s, torch.ones(4, dtype=torch.float64), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(expl.layerwise_relevances[0], expl.val)
+    torch.testing.assert_close(layerwise["input"], expl.val)
 
 
 def test_canonize_and_flatten_leave_outputs_unchanged_and_user_model_untouched():

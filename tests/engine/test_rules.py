@@ -156,3 +156,69 @@ def test_custom_rule_in_a_dozen_lines():
     m, b = naive.dense(layer, shape)
     for n in range(2):
         torch.testing.assert_close(got[n], naive.generic(m.abs(), b.abs(), a[n], r[n], 1e-9))
+
+
+class AbsEpsilon(EpsilonRule):
+    """Inherits the LRP-ε fast path's parent, overrides ρ: the override must be used."""
+
+    def modify_parameter(self, param, name):
+        return param.abs()
+
+
+class AbsZPlus(ZPlusRule):
+    def modify_parameter(self, param, name):
+        return param.abs()
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_subclassed_rules_use_their_modifiers(kind):
+    layer, shape = make_layer(kind)
+    a = torch.randn(2, *shape, dtype=DT)
+    out_shape = layer(a).shape
+    r = torch.randn(out_shape, dtype=DT)
+    m, b = naive.dense(layer, shape)
+    got = run_rule(AbsEpsilon(0.1), layer, a, r)
+    assert not AbsEpsilon(0.1).uses_plain_forward and EpsilonRule(0.1).uses_plain_forward
+    for n in range(2):
+        want = naive.generic(m.abs(), b.abs(), a[n].flatten(), r[n].flatten(), 0.1)
+        torch.testing.assert_close(got[n].flatten(), want)
+    assert not torch.allclose(got, run_rule(EpsilonRule(0.1), layer, a, r))
+    # a sign-splitting rule starts from the modified parameters: z⁺ of |W| on a non-negative input
+    # is LRP-0 with |W|, |b|
+    a_pos = a.abs()
+    for nonneg in (False, True):
+        zplus = run_rule(AbsZPlus(), layer, a_pos, r, nonnegative=nonneg)
+        for n in range(2):
+            want = naive.generic(m.abs(), b.abs(), a_pos[n].flatten(), r[n].flatten(), 1e-9)
+            torch.testing.assert_close(zplus[n].flatten(), want)
+
+
+def test_a_new_rule_gets_repr_equality_and_validation_from_the_base():
+    from lrp_tasks.engine import RULES, LRPRule
+
+    class Scaled(LRPRule):
+        def __init__(self, factor: float = 2.0, stabilizer: float = 1e-9) -> None:
+            self.factor = factor
+            self.stabilizer = stabilizer
+
+        def modify_parameter(self, param, name):
+            return self.factor * param
+
+    assert repr(Scaled()) == "Scaled()" and repr(Scaled(3.0)) == "Scaled(factor=3.0)"
+    assert Scaled(3.0) == Scaled(3.0) and Scaled(3.0) != Scaled(4.0)
+    assert RULES["Epsilon"] is EpsilonRule and RULES["ZPlus"] is ZPlusRule
+    with pytest.raises(InvalidRuleError, match="stabilizer must be >= 0"):
+        ZeroRule(stabilizer=-1.0)
+
+
+def test_config_rule_table_matches_the_engine_table():
+    import inspect
+
+    from lrp_tasks.config.rules import RULE_SPECS
+    from lrp_tasks.engine import RULES
+
+    assert set(RULE_SPECS) == set(RULES)
+    for name, spec in RULE_SPECS.items():
+        sig = inspect.signature(RULES[name].__init__).parameters.values()
+        params = {p.name for p in sig if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        assert set(spec.model_fields) - {"kind"} == params, name

@@ -1,4 +1,4 @@
-"""Model sources: strict, pickle-free weight loading, TorchScript, torch.export, builders."""
+"""Model sources: strict, pickle-free weight loading, torch.export, builders; TorchScript refused."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lrp_tasks.config import BuilderModelSpec, ExportedModelSpec, TorchScriptModelSpec
+from lrp_tasks.config import BuilderModelSpec, ExportedModelSpec
 from lrp_tasks.models.digits import build_digits_cnn
 from lrp_tasks.models.resnet import build_resnet
 from lrp_tasks.sources import ModelLoadError, load_model
@@ -149,24 +149,25 @@ def test_a_builder_module_that_fails_to_import_is_one_message(tmp_path: Path) ->
         load_model(BuilderModelSpec(kind="builder", builder="broken_4711:build"), root=tmp_path)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
-def test_torchscript_and_exported_programs(tmp_path: Path) -> None:
+def test_exported_programs(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_digits_cnn().eval()
     x = torch.rand(3, 1, 8, 8)
-    scripted = tmp_path / "m.pt"
-    torch.jit.script(model).save(str(scripted))
     exported = tmp_path / "m.pt2"
     torch.export.save(torch.export.export(model, (x,)), str(exported))
-    for source in (
-        TorchScriptModelSpec(kind="torchscript", path=str(scripted)),
-        ExportedModelSpec(kind="export", path=str(exported)),
-    ):
-        loaded = load_model(source)
-        assert not loaded.module.training
-        torch.testing.assert_close(loaded.module(x), model(x))
-        path = scripted if source.kind == "torchscript" else exported
-        assert loaded.weights_digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = load_model(ExportedModelSpec(kind="export", path=str(exported)))
+    assert not loaded.module.training
+    torch.testing.assert_close(loaded.module(x), model(x))
+    assert loaded.weights_digest == hashlib.sha256(exported.read_bytes()).hexdigest()
+
+
+def test_torchscript_kind_is_refused_with_the_way_out() -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from lrp_tasks.config import ModelSpec
+
+    with pytest.raises(ValidationError, match=r"(?s)model.kind 'torchscript' is not supported.*kind: export"):
+        TypeAdapter(ModelSpec).validate_python({"kind": "torchscript", "path": "m.pt"})
 
 
 def test_resnet_builder_has_torchvision_names_and_shapes() -> None:

@@ -30,5 +30,5 @@ def test_torchvision_resnet50_from_a_state_dict_is_explained() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert row["analyzer"] == "GraphLRP" and row["shape"] == [2, 3, 64, 64]
+    assert row["analyzer"] == "LRP" and row["shape"] == [2, 3, 64, 64]  # one analyzer for every model
     assert row["finite"] and row["same_logits"], row

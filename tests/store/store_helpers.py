@@ -133,7 +133,7 @@ def worker_main(args: dict[str, Any]) -> None:
                 raise SystemExit("go file never appeared")
             time.sleep(0.005)
     spec = make_spec(**args.get("spec", {}))
-    store = AuditStore.create_or_open(args["path"], spec, mode="resume")
+    store = AuditStore.create_or_open(args["path"], spec, mode="resume", lease=args.get("lease"))
     shards = set(args["shards"])
     write_all(store, seed=args.get("seed", 0), only=shards)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lrp_tasks.store import AuditStore, AuditStoreError, ConfigMismatchError, open_audit
+from lrp_tasks.store import AuditStore, AuditStoreError, ConfigMismatchError, lock_store, open_audit
 
 from .store_helpers import make_shard, make_spec, shard_arrays, snapshot, start_worker, write_all
 
@@ -96,22 +96,23 @@ def test_shard_killed_between_zarr_and_commit_is_redone(tmp_path) -> None:
     env = {"LRP_AUDIT_TEST_KILL_AT": "after_zarr", "LRP_AUDIT_TEST_KILL_SHARD": "1"}
     assert run_worker(args, env) == 137
 
-    store = AuditStore.create_or_open(tmp_path, make_spec())
-    assert store.committed_shards() == {0}  # shard 0 finished before the kill; 1 died, 2 never ran
-    names = sorted(p.name for p in (tmp_path / "summaries").iterdir())
-    assert names[-1] == "part-000000.parquet"
-    # The killed shard's part was fsynced under a hidden name and never renamed: readers skip it.
-    assert len(names) == 2 and names[0].startswith(".part-000001.parquet.") and names[0].endswith(".tmp")
+    # The killed shard's part was fsynced in staging/ and never renamed into summaries/.
+    staged = sorted(p.name for p in (tmp_path / "staging").iterdir())
+    assert len(staged) == 1 and staged[0].startswith(".part-000001.parquet.")
+    assert sorted(p.name for p in (tmp_path / "summaries").iterdir()) == ["part-000000.parquet"]
     assert sorted(p.name for p in (tmp_path / "manifest").iterdir()) == ["shard-000000.json"]
     assert pd.read_parquet(str(tmp_path / "summaries"))["shard_id"].unique().tolist() == [0]
-    killed = shard_arrays(store.spec, 4, 8, seed=0)["relevance"]
+    killed = shard_arrays(make_spec(), 4, 8, seed=0)["relevance"]
     np.testing.assert_array_equal(zarr_array(tmp_path, "relevance")[4:8], killed)  # chunks were written...
     assert open_audit(str(tmp_path)).committed_shards == {0}  # ...but do not count
 
+    store = AuditStore.create_or_open(tmp_path, make_spec())  # takes the dead writer's lock over
+    assert store.committed_shards() == {0}  # shard 0 finished before the kill; 1 died, 2 never ran
+    assert list((tmp_path / "staging").iterdir()) == []  # the dead writer's temporaries are gone
     assert [sid for sid, _, _ in store.pending_shards()] == [1, 2]
     write_all(store, seed=3, only={1, 2})  # the resumed run (new data, to see it replace the chunks)
     assert store.committed_shards() == {0, 1, 2}
-    assert not [p for p in (tmp_path / "summaries").iterdir() if p.name.startswith(".")]  # cleaned
+    assert list((tmp_path / "staging").iterdir()) == []
     rel = zarr_array(tmp_path, "relevance")
     np.testing.assert_array_equal(rel[0:4], shard_arrays(store.spec, 0, 4, seed=0)["relevance"])
     np.testing.assert_array_equal(rel[4:10], shard_arrays(store.spec, 4, 10, seed=3)["relevance"])
@@ -136,20 +137,31 @@ def test_shard_killed_after_publishing_its_part_gets_its_record(tmp_path) -> Non
 
 
 @pytest.mark.integration
-def test_two_writers_on_disjoint_shards_at_once(tmp_path) -> None:
-    # 20 samples, shards of 2 in chunks of 1: the two processes interleave on neighbouring chunks and
-    # both race to create the store.
+def test_two_workers_of_one_run_on_disjoint_shards_at_once(tmp_path) -> None:
+    # 20 samples, shards of 2 in chunks of 1: two worker processes of one run (holding its lease)
+    # interleave on neighbouring chunks.
     spec = {"n_samples": 20, "shard_size": 2, "chunk_size": 1}
     go = tmp_path / "go"
     audit = tmp_path / "audit"
+    run = lock_store(audit)
+    AuditStore.create_or_open(audit, make_spec(**spec)).close()
     procs = [
-        start_worker({"path": str(audit), "spec": spec, "shards": list(range(w, 10, 2)), "go_file": str(go)})
+        start_worker(
+            {
+                "path": str(audit),
+                "spec": spec,
+                "shards": list(range(w, 10, 2)),
+                "go_file": str(go),
+                "lease": run.token,
+            }
+        )
         for w in (0, 1)
     ]
     go.write_text("")
     for proc in procs:
         _out, err = proc.communicate(timeout=WORKER_TIMEOUT)
         assert proc.returncode == 0, err.decode()
+    run.release()
 
     full = make_spec(**spec)
     expected = shard_arrays(full, 0, 20)

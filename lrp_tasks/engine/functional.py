@@ -1,0 +1,341 @@
+"""Functional operations of a traced model as steps, and how relevance flows through them.
+
+torch.fx gives a model's additions, concatenations, reshapes, poolings and activations as
+functions (``out += identity``, ``torch.cat``, ``F.relu``). Each becomes a :class:`FunctionStep`
+of one family; the family is a class, so composites address it like a layer type
+(``GlobalTypeMap({Add: GradientRule()})``), and it gives the rule used when the composite says
+nothing (``default_rule``). How relevance moves through a function step depends on its rule:
+
+- ``GradientRule``: the vector-Jacobian product (exact routing for indexing and max pooling; a
+  plain gradient through additions);
+- ``PassRule``: the relevance reshaped to the single input (activations, reshapes);
+- any other rule that works without weights (``ZeroRule``, ``EpsilonRule``): LRP-0/ε through the
+  function, ``R_i = x_i ⊙ J_iᵀ (R / stab(out))`` — for an addition the proportional split
+  ``R_i = x_i R / stab(Σx)`` (zennit's Norm on its Sum layer); constants absorb their share like
+  a bias.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .rules import GradientRule, LRPRule, PassRule, ZeroRule
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Placeholder in a function step's argument template: the step's i-th input value."""
+
+    index: int
+
+
+def _substitute(template: Any, values: list[Any]) -> Any:
+    if isinstance(template, Ref):
+        return values[template.index]
+    if isinstance(template, tuple):
+        return tuple(_substitute(t, values) for t in template)
+    if isinstance(template, list):
+        return [_substitute(t, values) for t in template]
+    if isinstance(template, dict):
+        return {k: _substitute(v, values) for k, v in template.items()}
+    if isinstance(template, slice):
+        return slice(
+            _substitute(template.start, values), _substitute(template.stop, values), _substitute(template.step, values)
+        )
+    return template
+
+
+def _no_dropout(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return x
+
+
+class FunctionStep(nn.Module):
+    """A functional operation of a traced model (a function or tensor method and its arguments).
+
+    ``forward(*inputs)`` replays the operation on the values of the step's inputs, always out of
+    place, so recorded activations are never overwritten."""
+
+    #: whether relevance reaching the step is handed on (False: size(), getattr...)
+    carries_relevance = True
+    #: whether PassRule applies (one input of the output's size)
+    pass_compatible = True
+
+    def __init__(self, op: str, target: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.op = op
+        if op == "call_method":
+            target = OUT_OF_PLACE_METHODS.get(target, target)
+        else:
+            target = OUT_OF_PLACE.get(target, target)
+        if target is F.dropout:  # an analysis runs in eval mode, whatever the trace captured
+            target = _no_dropout
+        self.target = target
+        self.args = args
+        self.kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+
+    def forward(self, *values: Any) -> Any:
+        args = _substitute(self.args, list(values))
+        kwargs = _substitute(self.kwargs, list(values))
+        if self.op == "call_method":
+            first, *rest = args
+            return getattr(first, self.target)(*rest, **kwargs)
+        return self.target(*args, **kwargs)
+
+    @property
+    def function_name(self) -> str:
+        return describe(self.op, self.target)
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        """The rule of this step when the composite assigns none."""
+        return GradientRule()
+
+    def extra_repr(self) -> str:
+        return self.function_name
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        """Relevance handed to each input of the step (None: an input that receives none)."""
+        if isinstance(rule, PassRule):
+            (value,) = record.inputs
+            return [relevance.reshape(value.shape)]
+        if isinstance(rule, GradientRule):
+            return record.vjp(relevance)
+        s = relevance / rule.modify_denominator(record.output)
+        grads = record.vjp(s)
+        return [None if g is None else g * x for g, x in zip(grads, record.inputs, strict=True)]
+
+    def needs_graph(self, rule: LRPRule) -> bool:
+        """Whether the recorded forward must keep an autograd graph for this rule."""
+        return not isinstance(rule, PassRule)
+
+
+class Add(FunctionStep):
+    """Additions and subtractions (``a + b``, ``out += identity``, ``torch.add``, ``a - b``).
+    Default: the proportional split with the composite's stabilizer (zennit's Norm on Sum)."""
+
+    pass_compatible = False
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return ZeroRule(stabilizer=stabilizer)
+
+    def _plain(self, record: FunctionRecord) -> bool:
+        """Two tensors of the output's shape added without scaling: closed forms apply."""
+        return (
+            self.target in (operator.add, torch.add, "add", "__add__")
+            and "alpha" not in self.kwargs
+            and len(self.args) == 2
+            and all(isinstance(a, Ref) for a in self.args)
+            and all(x.shape == record.output.shape for x in record.inputs)
+        )
+
+    def needs_graph(self, rule: LRPRule) -> bool:
+        return not isinstance(rule, PassRule)  # decided per call; cheap for additions
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        if isinstance(rule, PassRule):
+            raise ValueError("PassRule cannot split relevance between the summands of an addition")
+        if self._plain(record) and not isinstance(rule, GradientRule):
+            s = relevance / rule.modify_denominator(record.output)
+            return [x * s for x in record.inputs]
+        if self._plain(record):
+            return [relevance, relevance]
+        return super().relevance(rule, record, relevance)
+
+
+class Cat(FunctionStep):
+    """Concatenation (``torch.cat``): relevance split by slice (the gradient)."""
+
+    pass_compatible = False
+
+
+class Reshape(FunctionStep):
+    """Flatten, view, reshape, (un)squeeze, contiguous: the same relevance, reshaped."""
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return PassRule()
+
+
+class Route(FunctionStep):
+    """Permutations and indexing (permute, transpose, ``x[...]``): relevance follows the gradient."""
+
+
+class Activation(FunctionStep):
+    """ReLU-like functions (``F.relu``, ``x.relu()``, dropout, registered activations): passed."""
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return PassRule()
+
+
+class MaxPooling(FunctionStep):
+    """Functional max pooling: winner takes all (the gradient)."""
+
+
+class AvgPooling(FunctionStep):
+    """Functional average pooling, mean and sum: LRP-0 with the composite's stabilizer."""
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return ZeroRule(stabilizer=stabilizer)
+
+
+class Function(FunctionStep):
+    """A function registered with ``LRP_CONFIG.supports_layer``: the gradient by default."""
+
+
+class Unknown(Function):
+    """A function the engine does not know: refused by the model check (the gradient when
+    checks are skipped)."""
+
+
+class Ignored(FunctionStep):
+    """Operations whose result carries no relevance (``x.size()``, ``getattr``)."""
+
+    carries_relevance = False
+
+    def needs_graph(self, rule: LRPRule) -> bool:
+        return False
+
+
+FAMILIES: tuple[type[FunctionStep], ...] = (Add, Cat, Reshape, Route, Activation, MaxPooling, AvgPooling, Function)
+
+FUNCTION_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
+    operator.add: Add,
+    operator.iadd: Add,
+    torch.add: Add,
+    operator.sub: Add,
+    operator.isub: Add,
+    torch.sub: Add,
+    torch.cat: Cat,
+    torch.concat: Cat,
+    torch.flatten: Reshape,
+    torch.reshape: Reshape,
+    torch.squeeze: Reshape,
+    torch.unsqueeze: Reshape,
+    torch.permute: Route,
+    torch.transpose: Route,
+    operator.getitem: Route,
+    F.relu: Activation,
+    torch.relu: Activation,
+    F.relu6: Activation,
+    F.leaky_relu: Activation,
+    F.dropout: Activation,
+    F.max_pool1d: MaxPooling,
+    F.max_pool2d: MaxPooling,
+    F.max_pool3d: MaxPooling,
+    F.adaptive_max_pool1d: MaxPooling,
+    F.adaptive_max_pool2d: MaxPooling,
+    F.adaptive_max_pool3d: MaxPooling,
+    F.avg_pool1d: AvgPooling,
+    F.avg_pool2d: AvgPooling,
+    F.avg_pool3d: AvgPooling,
+    F.adaptive_avg_pool1d: AvgPooling,
+    F.adaptive_avg_pool2d: AvgPooling,
+    F.adaptive_avg_pool3d: AvgPooling,
+    torch.mean: AvgPooling,
+    torch.sum: AvgPooling,
+    getattr: Ignored,
+}
+
+METHOD_FAMILIES: dict[str, type[FunctionStep]] = {
+    "add": Add,
+    "add_": Add,
+    "__add__": Add,
+    "sub": Add,
+    "view": Reshape,
+    "reshape": Reshape,
+    "flatten": Reshape,
+    "squeeze": Reshape,
+    "unsqueeze": Reshape,
+    "contiguous": Reshape,
+    "view_as": Reshape,
+    "reshape_as": Reshape,
+    "permute": Route,
+    "transpose": Route,
+    "t": Route,
+    "relu": Activation,
+    "relu_": Activation,
+    "mean": AvgPooling,
+    "sum": AvgPooling,
+    "size": Ignored,
+    "dim": Ignored,
+}
+
+# In-place forms are run out of place so recorded activations are never overwritten.
+OUT_OF_PLACE: dict[Any, Any] = {operator.iadd: operator.add, operator.isub: operator.sub}
+OUT_OF_PLACE_METHODS = {"add_": "add", "relu_": "relu"}
+# Functions whose output is non-negative whatever the input.
+NONNEGATIVE_FUNCTIONS: tuple[Any, ...] = (F.relu, torch.relu, F.relu6, "relu", "relu_")
+NEGATING_FUNCTIONS: tuple[Any, ...] = (operator.sub, operator.isub, torch.sub, "sub")
+
+
+def family_of(op: str, target: Any) -> type[FunctionStep] | None:
+    """Family of a call_function target or call_method name; None when unsupported."""
+    if op == "call_method":
+        return METHOD_FAMILIES.get(target)
+    return FUNCTION_FAMILIES.get(target)
+
+
+def describe(op: str, target: Any) -> str:
+    """``torch.cat``, ``Tensor.view``, ``operator.add``: how a function is named in tables."""
+    if op == "call_method":
+        return f"Tensor.{target}"
+    module = getattr(target, "__module__", "") or ""
+    name = getattr(target, "__name__", repr(target))
+    module = {"_operator": "operator", "torch._C._nn": "F", "torch.nn.functional": "F"}.get(module, module)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+class FunctionRecord:
+    """What the relevance pass needs of one function step: its inputs and output, and (for rules
+    that need it) an autograd graph from the tensor inputs to the output."""
+
+    __slots__ = ("graph_output", "inputs", "leaves", "output")
+
+    def __init__(self, inputs: list[Any], output: Any, leaves: list[Tensor | None], graph_output: Tensor | None):
+        self.inputs = inputs
+        self.output = output
+        self.leaves = leaves
+        self.graph_output = graph_output
+
+    def vjp(self, grad_output: Tensor) -> list[Tensor | None]:
+        """Jᵢᵀ grad_output for every input (None for non-tensor inputs or unused ones)."""
+        pairs = [(i, leaf) for i, leaf in enumerate(self.leaves) if leaf is not None]
+        if self.graph_output is None or not pairs:
+            return [None] * len(self.inputs)
+        grads = torch.autograd.grad(
+            self.graph_output, [leaf for _, leaf in pairs], grad_output, allow_unused=True, retain_graph=True
+        )
+        out: list[Tensor | None] = [None] * len(self.inputs)
+        for (i, _), g in zip(pairs, grads, strict=True):
+            out[i] = g
+        return out
+
+
+def record_function(step: FunctionStep, values: list[Any], rule: LRPRule, keep: list[bool]) -> FunctionRecord:
+    """Run `step` on `values`; with an autograd graph from the inputs flagged in `keep` when the
+    rule needs one."""
+    if not step.needs_graph(rule):
+        with torch.no_grad():
+            out = step(*values)
+        return FunctionRecord(values, out, [None] * len(values), None)
+    leaves: list[Tensor | None] = []
+    args = []
+    for value, wanted in zip(values, keep, strict=True):
+        if wanted and isinstance(value, Tensor) and value.is_floating_point():
+            leaf = value.detach().requires_grad_(True)
+            leaves.append(leaf)
+            args.append(leaf)
+        else:
+            leaves.append(None)
+            args.append(value)
+    with torch.enable_grad():
+        out = step(*args)
+    graph_output = out if isinstance(out, Tensor) and out.requires_grad else None
+    if isinstance(out, Tensor):
+        out = out.detach()
+    return FunctionRecord(values, out, leaves, graph_output)

@@ -1,0 +1,129 @@
+"""What makes an audit store's identity: the config without operational fields, and a fingerprint of
+the dataset's content.
+
+The dataset fingerprint is the sha256 of the files the reader reads (the ``.npy``/``.npz`` file and
+labels, every image of an image folder, every file of a local Zarr group), with their names relative
+to the dataset; a file's digest is cached by (size, mtime, inode) in the store's ``cache/`` directory,
+so a resumed run re-hashes only files that changed. Moving the dataset (or the store) keeps the
+fingerprint; replacing a file changes it. Datasets without local files (the built-in digits, a remote
+Zarr URL) are fingerprinted by their description (``dataset_id``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lrp_tasks.sources.arrays import ArraySource
+from lrp_tasks.sources.base import DatasetSource
+from lrp_tasks.sources.images import ImageFolderSource
+from lrp_tasks.sources.zarr_array import ZarrSource
+
+OPERATIONAL_FIELDS = (
+    "output",
+    "ray",
+    "retries",
+    "batch_size",
+    "model.path",
+    "model.weights",
+    "dataset.path",
+    "dataset.labels_path",
+)
+"""Config fields that say where and with what resources an audit runs, not what it computes: a store
+resumes with them changed. File locations are here because the files' contents are checked instead
+(model weights digest, dataset fingerprint); ``batch_size`` because batching changes results only by
+float round-off."""
+
+CACHE_FILE = "file-digests.json"
+#: Files listed by name in the fingerprint (to name the ones that changed); larger datasets give a count.
+MAX_LISTED_FILES = 200
+
+
+def dataset_files(source: DatasetSource) -> list[tuple[str, Path]]:
+    """(name relative to the dataset, local path) of every file the source reads; [] when none are local."""
+    if isinstance(source, ArraySource):
+        files = [(source.samples.path.name, source.samples.path)]
+        if source.labels is not None and source.labels.path != source.samples.path:
+            files.append((f"labels:{source.labels.path.name}", source.labels.path))
+        return files
+    if isinstance(source, ImageFolderSource):
+        return [(rel, source.folder / rel) for rel in source.files]
+    if isinstance(source, ZarrSource) and "://" not in source.location:
+        root = Path(source.location)
+        return sorted(
+            (p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+    return []
+
+
+def dataset_fingerprint(source: DatasetSource, cache_dir: str | None = None) -> dict[str, Any]:
+    """``{"id", "digest", "files"}``: the content fingerprint of what ``source`` reads (see module doc).
+    ``files`` maps each file to its digest when there are at most MAX_LISTED_FILES of them."""
+    files = dataset_files(source)
+    cache = _Cache(cache_dir)
+    digests = {name: cache.digest(path) for name, path in files}
+    cache.save()
+    description = source.dataset_id.split("@", 1)[0]
+    total = hashlib.sha256(description.encode())
+    for name in sorted(digests):
+        total.update(f"\n{name}\0{digests[name]}".encode())
+    if not files:  # no local files: the description and its own fingerprint are all there is
+        total.update(source.dataset_id.encode())
+    out: dict[str, Any] = {"id": source.dataset_id, "digest": total.hexdigest(), "n_files": len(files)}
+    if len(files) <= MAX_LISTED_FILES:
+        out["files"] = digests
+    return out
+
+
+def hash_file(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Cache:
+    """Digests of files by absolute path, valid while (size, mtime_ns, inode) stay the same."""
+
+    def __init__(self, cache_dir: str | None) -> None:
+        self.path = os.path.join(cache_dir, CACHE_FILE) if cache_dir else None
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+        if self.path:
+            with contextlib.suppress(OSError, ValueError):
+                with open(self.path, encoding="utf-8") as f:
+                    loaded = json.load(f)
+                if isinstance(loaded, dict):
+                    self.entries = loaded
+
+    def digest(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.absolute())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
+            return str(entry[3])
+        digest = hash_file(path)
+        self.entries[key] = [*stamp, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not (self.path and self.dirty):
+            return
+        directory = os.path.dirname(self.path)
+        tmp = os.path.join(directory, f".{CACHE_FILE}.{uuid.uuid4().hex}.tmp")
+        with contextlib.suppress(OSError):  # a cache: losing it costs time, not correctness
+            os.makedirs(directory, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.entries, f)
+            os.replace(tmp, self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
