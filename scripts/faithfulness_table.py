@@ -1,10 +1,11 @@
-"""Faithfulness of each composite on the demo audit: the share of samples whose MoRF AOPC beats the
+"""Faithfulness of each composite on an audit config (default: the demo): the share of samples whose MoRF AOPC beats the
 random-order AOPC, and the mean AOPCs, for the five presets and gradient×input.
 
 Runs the audit's own shard task (model, dataset and metrics settings of the config; no Ray or Prefect)
 once per composite into a temporary store and prints a markdown table (the one in the README):
 
     .venv/bin/python scripts/faithfulness_table.py [conf/demo.yaml] [--samples N]
+    .venv/bin/python scripts/faithfulness_table.py conf/resnet_digits.yaml    # the ResNet table
 
 Gradient×input is LRP-0 on every Conv2d/Linear layer of the canonized ReLU network (max pooling routes
 to the winner, as the gradient does), seeded with the logit (a one-hot seed would divide the map by the
@@ -13,6 +14,7 @@ logit); the script checks that equality on the first batch."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrp_tasks.config import parse_config  # noqa: E402
+from lrp_tasks.config import config_dir, parse_config  # noqa: E402
 from lrp_tasks.shard import ShardExplainer, audit_config_for_workers  # noqa: E402
 from lrp_tasks.store import open_audit  # noqa: E402
 
@@ -85,10 +87,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, help="explain only the first shards covering N samples")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
-    config.setdefault("model", {})
-    for key in ("weights", "builder_path"):
-        if key in config["model"] and not Path(config["model"][key]).is_absolute():
-            config["model"][key] = str(ROOT / config["model"][key])
+    here = config_dir(args.config)  # relative paths resolve against the config file's directory, as in a run
+    for section, key in (("model", "weights"), ("model", "module_dir"), ("dataset", "path")):
+        value = (config.get(section) or {}).get(key)
+        if value is not None and not Path(value).is_absolute():
+            config[section][key] = os.path.normpath(here / value)
     metrics = config.get("metrics") or {}
     if not (metrics.get("region_perturbation") or metrics.get("pixel_flipping")):
         config["metrics"] = {**metrics, **DEFAULT_METRICS}

@@ -77,6 +77,7 @@ SUPPLIERS: dict[str, tuple[Callable[[Path, Path], None], Callable[[Path], None] 
     "imagefolder_example.yaml": (_copy_committed_weights, _digit_pngs),
     "resnet_example.yaml": (_random_resnet_weights, _imagenet_jpegs),
     "planted.yaml": (_copy_committed_weights, _copy_committed_array),
+    "resnet_digits.yaml": (_copy_committed_weights, _copy_committed_array),
 }
 
 
