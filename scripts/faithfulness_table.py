@@ -81,21 +81,28 @@ def run(config: dict[str, Any], composite: Any, out: Path, samples: int | None) 
     return row, seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", default=str(ROOT / "conf" / "demo.yaml"))
-    parser.add_argument("--samples", type=int, help="explain only the first shards covering N samples")
-    args = parser.parse_args()
-    config = yaml.safe_load(Path(args.config).read_text())
-    here = config_dir(args.config)  # relative paths resolve against the config file's directory, as in a run
+def table_config(path: str | Path) -> dict[str, Any]:
+    """The config file as a dict, its local paths resolved against its own directory (as in a run), with
+    the perturbation metrics on (the demo's settings where it has none) and no Efficient MPRT."""
+    config = yaml.safe_load(Path(path).read_text())
+    here = config_dir(path)
     for section, key in (("model", "weights"), ("model", "module_dir"), ("dataset", "path")):
         value = (config.get(section) or {}).get(key)
         if value is not None and not Path(value).is_absolute():
             config[section][key] = os.path.normpath(here / value)
     metrics = config.get("metrics") or {}
     if not (metrics.get("region_perturbation") or metrics.get("pixel_flipping")):
-        config["metrics"] = {**metrics, **DEFAULT_METRICS}
-    config["metrics"] = {k: v for k, v in config["metrics"].items() if k != "efficient_mprt"}
+        metrics = {**metrics, **DEFAULT_METRICS}
+    config["metrics"] = {k: v for k, v in metrics.items() if k != "efficient_mprt"}
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default=str(ROOT / "conf" / "demo.yaml"))
+    parser.add_argument("--samples", type=int, help="explain only the first shards covering N samples")
+    args = parser.parse_args()
+    config = table_config(args.config)
     print(f"config {args.config}; metrics {config['metrics']}", file=sys.stderr)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,3 +67,16 @@ def test_the_model_reads_digits(script, data):
     with safe_open(str(WEIGHTS), "pt") as handle:
         info = json.loads(handle.metadata()["lrp_audit"])
     assert info["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "resnet_digits.yaml"])
+def test_the_faithfulness_table_reads_the_config_like_a_run(name):
+    spec = importlib.util.spec_from_file_location("faithfulness_table", ROOT / "scripts" / "faithfulness_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.table_config(ROOT / "conf" / name)
+    assert Path(config["model"]["weights"]).is_file()
+    if config["dataset"]["kind"] == "array":
+        assert Path(config["dataset"]["path"]).is_file()
+    assert config["metrics"]["region_perturbation"] and "efficient_mprt" not in config["metrics"]
+    module.parse_config({**config, "output": "unused"})  # valid as the script runs it
