@@ -67,6 +67,13 @@ def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path
     np.testing.assert_array_equal(read["attribution_prediction"], logits)
     assert read["heatmap"].shape == (16, 16, 3)
 
+    assert set(meta["status"].values()) == {200}, meta["status"]  # its server's API serves every part
+    served = meta["api_analyses"]["spray"]
+    first = f"spray/{served['categoryName']}/{served['clusteringName']}/spectral"
+    assert [p["attributionIndex"] for p in served["embedding"]] == read[first + "/index"].tolist()
+    assert [p["cluster"] for p in served["embedding"]] == read[first + "/cluster"].tolist()
+    np.testing.assert_allclose(served["eigenvalues"], read[first + "/eigenvalue"])
+
     spray = read_spray(str(audit))
     analyses = meta["analyses"]["spray"]
     assert meta["methods"] == ["spray"]

@@ -9,7 +9,8 @@ import json
 import sys
 
 import numpy as np
-from virelay.model import Project
+from virelay.model import Project, Workspace
+from virelay.server import Server
 
 project = Project(sys.argv[1])
 out = {}
@@ -36,6 +37,24 @@ for method in meta["methods"]:
                 if analysis.eigenvalues is not None:
                     out[key + "/eigenvalue"] = np.asarray(analysis.eigenvalues)
 project.close()
+
+# ViRelAy's REST API (its Flask app, through Flask's test client: no port, no browser), as the viewer asks
+workspace = Workspace()
+workspace.add_project(sys.argv[1])
+client = Server(workspace).app.test_client()
+api = "/api/projects/0"
+meta["status"] = {
+    path: client.get(api + path).status_code
+    for path in ("", "/dataset/0", "/dataset/0/image", "/attributions/0", "/attributions/0/heatmap?superimpose=true")
+}
+meta["api_analyses"] = {}
+for method in meta["methods"]:
+    first = meta["analyses"][method]
+    query = f"category={first['categories'][0]}&clustering={first['clusterings'][0]}&embedding=spectral"
+    response = client.get(f"{api}/analyses/{method}?{query}")
+    meta["status"][f"/analyses/{method}"] = response.status_code
+    meta["api_analyses"][method] = response.get_json()
+workspace.close()
 np.savez(sys.argv[2], **out)
 with open(sys.argv[2] + ".json", "w", encoding="utf-8") as handle:
     json.dump(meta, handle)
