@@ -19,7 +19,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flows import cli_report, cli_spray, cli_verify
+from flows import cli_export, cli_report, cli_spray, cli_verify
 from flows.interrupt import RunInterrupted, interruption_signal, stop_on_signals
 from lrp_tasks.config import AuditConfig, ConfigError, apply_overrides, config_dir, load_config
 
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_report.add_parser(sub)
     cli_verify.add_parser(sub)
     cli_spray.add_parser(sub)
+    cli_export.add_parser(sub)
     return parser
 
 

@@ -43,4 +43,13 @@ if [ "${1:-}" = "--with-zennit" ] || [[ " $* " == *" --with-corelay "* ]]; then
   fi
   .venv-corelay/bin/python -m pip install -q corelay==1.0.0
 fi
+if [ "${1:-}" = "--with-zennit" ] || [[ " $* " == *" --with-virelay "* ]]; then
+  # ViRelAy (the viewer of SpRAy results) for the export test: its own loader opens what
+  # `lrp-audit export virelay` writes. Its own environment (it pins Flask, gunicorn, h5py...).
+  # The package index lists virelay 0.3.1 to 0.6.1 (no 1.0). --with-zennit creates it too, so CI runs the test.
+  if [ ! -x .venv-virelay/bin/python ]; then
+    "$PY" -m venv .venv-virelay
+  fi
+  .venv-virelay/bin/python -m pip install -q virelay==0.6.1
+fi
 echo "set-up done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

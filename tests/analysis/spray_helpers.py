@@ -35,8 +35,17 @@ def maps_for(index: np.ndarray, seed: int = 0) -> np.ndarray:
     return out
 
 
-def write_audit(path: Path, n_samples: int = 240, shard_size: int = 40, shards: list[int] | None = None) -> AuditStore:
-    """An audit of ``n_samples`` synthetic maps; ``shards`` commits only those (default: all)."""
+def input_for(index: np.ndarray) -> np.ndarray:
+    """The stored input of each sample: its map's first channel in both channels, plus its index."""
+    x = np.repeat(maps_for(index)[:, :1], SHAPE[0], axis=1)
+    return (x + index[:, None, None, None]).astype(np.float32)
+
+
+def write_audit(
+    path: Path, n_samples: int = 240, shard_size: int = 40, shards: list[int] | None = None, keep_input: bool = False
+) -> AuditStore:
+    """An audit of ``n_samples`` synthetic maps; ``shards`` commits only those (default: all);
+    ``keep_input`` also stores an input per sample (its map's first channel plus the sample index)."""
     spec = AuditSpec(
         n_samples=n_samples,
         sample_shape=SHAPE,
@@ -44,6 +53,7 @@ def write_audit(path: Path, n_samples: int = 240, shard_size: int = 40, shards: 
         shard_size=shard_size,
         config={"name": "spray-test", "ray": {"workers": 1, "cpus_per_worker": 1}},
         weights_digest="sha256:none",
+        keep_input=keep_input,
     )
     store = AuditStore.create_or_open(str(path), spec, mode="resume")
     for sid, start, stop in store.plan:
@@ -68,7 +78,14 @@ def write_audit(path: Path, n_samples: int = 240, shard_size: int = 40, shards: 
         )
         store.write_shard(
             ShardResult(
-                shard_id=sid, start=start, stop=stop, relevance=relevance, logits=logits, target=target, summaries=frame
+                shard_id=sid,
+                start=start,
+                stop=stop,
+                relevance=relevance,
+                logits=logits,
+                target=target,
+                summaries=frame,
+                input=input_for(index) if keep_input else None,
             )
         )
     return store
