@@ -151,8 +151,9 @@ def shard_task_times(rounds: int, config: Path, threads: int) -> None:
     """The shard task alone (no Ray, no Prefect) over the whole dataset, with and without metrics."""
     import yaml
 
+    from lrp_tasks.audit.explainer import ShardExplainer
+    from lrp_tasks.audit.prepare import open_shard_explainer
     from lrp_tasks.config import parse_config
-    from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 
     torch.set_num_threads(threads)
     data = yaml.safe_load(config.read_text())
@@ -161,7 +162,7 @@ def shard_task_times(rounds: int, config: Path, threads: int) -> None:
         explainers = {}
         for name, metrics in (("without metrics", {}), ("with metrics", data.get("metrics") or {})):
             cfg = {**data, "metrics": metrics, "output": str(Path(tmp) / name.replace(" ", "-"))}
-            explainers[name] = ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+            explainers[name] = open_shard_explainer(parse_config(cfg), device="cpu")
 
         def run(ex: ShardExplainer) -> None:
             for shard_id, start, stop in ex.store.plan:

@@ -41,10 +41,10 @@ import json, sys, time
 t_proc = time.time()
 import torch
 from lrp_tasks.config import load_config
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.audit.prepare import open_shard_explainer
 config, threads, index, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-explainer = ShardExplainer(audit_config_for_workers(load_config(config)))
+explainer = open_shard_explainer(load_config(config))
 first, samples = None, 0
 for shard_id, lo, hi in explainer.store.plan:
     if shard_id % count != index:

@@ -40,8 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import lrp_tasks.audit.summaries
 import lrp_tasks.store
-import lrp_tasks.summaries
 
 
 def make_data(n: int, shape: tuple[int, ...], n_classes: int, kind: str, seed: int = 0):
@@ -133,7 +133,7 @@ def main() -> None:
     if args.summary_threads is not None:
         os.environ["LRP_AUDIT_SUMMARY_THREADS"] = str(args.summary_threads)
 
-    impls = [Impl("", lrp_tasks.store, lrp_tasks.summaries)]
+    impls = [Impl("", lrp_tasks.store, lrp_tasks.audit.summaries)]
     if args.baseline:
         impls.append(load_baseline(args.baseline))
     shape = tuple(args.shape)
@@ -217,7 +217,7 @@ def main() -> None:
     mb = rel.nbytes / args.n / 1e6
     print(
         f"data: {args.n} maps {shape} ({mb:.2f} MB as float32, {args.data}), shards of {args.shard_size}, "
-        f"{args.repeat} interleaved rounds, summary threads {lrp_tasks.summaries._summary_threads()}, "
+        f"{args.repeat} interleaved rounds, summary threads {lrp_tasks.audit.summaries._summary_threads()}, "
         f"dir {root}{', fsync DISABLED (not durable)' if args.no_fsync else ''}"
     )
     print(f"{'writer':<58}{'best maps/s':>12}{'median':>10}{'vs np.save+fsync':>18}{'MB on disk':>12}")

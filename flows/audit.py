@@ -16,15 +16,14 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from flows.compare import ComparePlan, plan_comparison
 from flows.progress import Progress
-from flows.report import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
 from flows.spray import spray_after_audit
-from lrp_tasks.checks import audit_digest, prepare_audit
+from lrp_tasks.audit.prepare import PreparedAudit, prepare_audit, resolve_audit
+from lrp_tasks.audit.run import run_shards
+from lrp_tasks.audit.sanity import run_efficient_mprt
 from lrp_tasks.config import AuditConfig, config_dir, load_config
-from lrp_tasks.distributed import run_shards
 from lrp_tasks.report import AuditsNotComparableError, write_report
+from lrp_tasks.report.markdown import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
 from lrp_tasks.report.tables import per_class_table
-from lrp_tasks.sanity import run_efficient_mprt
-from lrp_tasks.shard import audit_config_for_workers
 from lrp_tasks.store import AuditStoreError, lock_store, open_audit
 from lrp_tasks.store.lock import describe
 
@@ -60,13 +59,12 @@ def audit_parameters(
 
 
 @task(name="prepare-store")
-def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh: bool) -> dict[str, Any]:
-    """Run every check of the audit, loading the model once here (errors surface before any worker
-    starts), and create or reopen the store."""
-    explainer = prepare_audit(
-        cfg, root=root, source=source, digest=digest, store_mode="overwrite" if fresh else "resume"
-    )
-    store = explainer.store
+def prepare_store(cfg: AuditConfig, root: Path, source: str, fresh: bool) -> dict[str, Any]:
+    """Run every check of the audit, loading the model once in the driver (errors surface before any
+    worker starts; the command line's pre-flight hands over the model it loaded), and create or
+    reopen the store."""
+    preparation = prepare_audit(cfg, root=root, source=source, store_mode="overwrite" if fresh else "resume")
+    store = preparation.store
     assert store is not None
     time.sleep(float(os.environ.get(PREPARE_HOOK, "0")))
     try:
@@ -79,11 +77,12 @@ def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh:
                 "; ".join(f"shard {sid}: {', '.join(why)}" for sid, why in sorted(redone.items())),
             )
         return {
+            "audit": preparation.audit,
             "plan": store.plan,
             "pending": store.pending_shards(),
             "audit_id": store.audit_id,
-            "n_samples": explainer.spec.n_samples,
-            "composite": explainer.spec.composite,
+            "n_samples": preparation.spec.n_samples,
+            "composite": preparation.spec.composite,
             "redone": sorted(redone),
         }
     finally:
@@ -92,7 +91,7 @@ def prepare_store(cfg: AuditConfig, root: Path, source: str, digest: str, fresh:
 
 @task(name="explain-shards-on-ray")
 def explain_on_ray(
-    cfg: AuditConfig, digest: str, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
+    audit: PreparedAudit, pending: list[tuple[int, int, int]], total: int, lease: str | None = None
 ) -> dict[str, Any]:
     """One Prefect task drives a Ray actor pool; progress goes to the logs and a progress artifact."""
     logger = get_run_logger()
@@ -105,7 +104,7 @@ def explain_on_ray(
         logger.info("shard %s committed by %s: %s", outcome.shard_id, outcome.worker, progress.line())
 
     began = time.perf_counter()
-    outcomes = run_shards(cfg, digest, pending, on_done=on_done, on_note=logger.warning, lease=lease)
+    outcomes = run_shards(audit, pending, on_done=on_done, on_note=logger.warning, lease=lease)
     seconds = time.perf_counter() - began
     explained = sum(o["samples"] for o in outcomes)
     return {
@@ -175,11 +174,10 @@ def audit(
     cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
     for note in notes:
         get_run_logger().warning(note)
-    digest = audit_digest(cfg)  # the output is not part of it: a run directory resumes like any store
-    output = audit_config_for_workers(cfg, root).output
+    # the output's one resolution before the store is prepared: the lock and the comparison need it
+    output = resolve_audit(cfg, root).output
     plan = plan_comparison(compare_with, output)
-    if plan.output != output:
-        cfg = cfg.model_copy(update={"output": plan.output})
+    cfg = cfg.model_copy(update={"output": plan.output})
     phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
     # process dies); workers carry its token and check it before every commit.
@@ -188,11 +186,11 @@ def audit(
             get_run_logger().warning(
                 "took over the store lock from %s, which ended without releasing it", describe(lock.previous)
             )
-        prepared = prepare_store(cfg, root, source, digest, fresh)
+        prepared = prepare_store(cfg, root, source, fresh)
         phases["prepare_store"] = time.perf_counter()
-        cfg = audit_config_for_workers(cfg, root)
+        cfg = prepared["audit"].config  # paths resolved once, in the preparation
         total = len(prepared["plan"])
-        timing = explain_on_ray(cfg, digest, prepared["pending"], total, lease=lock.token)
+        timing = explain_on_ray(prepared["audit"], prepared["pending"], total, lease=lock.token)
         phases["explain"] = time.perf_counter()
         if cfg.metrics.efficient_mprt is not None:
             sanity_check(cfg)

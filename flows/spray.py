@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrp_tasks.analysis import SprayPlan, SpraySpec, plan_spray, spray_class
+from lrp_tasks.cluster.pool import map_on_ray
 from lrp_tasks.config import AuditConfig, RaySpec
-from lrp_tasks.distributed import map_on_ray
 from lrp_tasks.store import open_audit
 
 

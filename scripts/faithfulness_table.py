@@ -28,8 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lrp_tasks.audit.explainer import ShardExplainer  # noqa: E402
+from lrp_tasks.audit.prepare import open_shard_explainer  # noqa: E402
 from lrp_tasks.config import config_dir, parse_config  # noqa: E402
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers  # noqa: E402
 from lrp_tasks.store import open_audit  # noqa: E402
 
 COMPOSITES: dict[str, Any] = {
@@ -60,7 +61,7 @@ def check_gradient_times_input(ex: ShardExplainer) -> float:
 def run(config: dict[str, Any], composite: Any, out: Path, samples: int | None) -> tuple[dict[str, Any], float]:
     seed = "logit" if composite == COMPOSITES["gradient×input"] else config.get("seed", "one-hot")
     cfg = parse_config({**config, "composite": composite, "seed": seed, "output": str(out)})
-    ex = ShardExplainer(audit_config_for_workers(cfg), device="cpu")
+    ex = open_shard_explainer(cfg, device="cpu")
     began = time.perf_counter()
     for shard_id, start, stop in ex.store.plan:
         if samples is not None and start >= samples:

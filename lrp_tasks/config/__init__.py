@@ -16,6 +16,7 @@ from .audit import (
     TargetSpec,
     TopKTarget,
 )
+from .canonical import canonical_json
 from .composite import (
     PRESET_SPECS,
     CompositeSpec,
@@ -30,7 +31,7 @@ from .composite import (
 )
 from .dataset_spec import ArraySpec, DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing, ZarrSpec
 from .errors import ConfigError, FieldError
-from .io import canonical_json, check_files, config_digest, config_dir, load_config, parse_config, resolve_paths
+from .io import check_files, config_digest, config_dir, load_config, parse_config, resolve_paths
 from .model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec
 from .overrides import apply_overrides
 from .rules import RULE_SPECS, RuleSpec, resolve_layer_type

@@ -7,7 +7,7 @@ Two shapes:
 * an ordered list of entries, each a layer selector and a rule
   (``composite: {rules: [{type: Conv2d, rule: ZPlus}, {first: true, rule: Flat}]}``).
 
-Each entry maps to one engine primitive (see ``lrp_tasks.composite_spec``) and the list is passed
+Each entry maps to one engine primitive (see ``lrp_tasks.audit.composite``) and the list is passed
 to the engine's ``Composite`` in order: when several entries select a layer, the LAST one wins;
 layers no entry selects get ``default`` (LRP-0 unless given). Layer positions count the layers of
 the flattened model from 0 (negative indices from the end); names are the model's module names,

@@ -9,11 +9,9 @@ built in Python or given as a flow parameter) they are relative to the working d
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from .audit import AuditConfig
+from .canonical import json_digest
 from .dataset_spec import ArraySpec, DigitsSpec, ImageFolderSpec, ZarrSpec
 from .errors import ConfigError, FieldError, from_validation_error
 from .model_spec import BuilderModelSpec, model_files
@@ -109,16 +108,11 @@ def load_config(path: str | Path, *, require_files: bool = False, root: str | Pa
 # -- fingerprint ----------------------------------------------------------------------------------
 
 
-def canonical_json(cfg: AuditConfig, exclude: Iterable[str] | None = None) -> str:
-    """Compact JSON with sorted keys and every default filled in: equal configs, equal text."""
-    data = cfg.model_dump(mode="json", exclude=set(exclude) if exclude else None)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def config_digest(cfg: AuditConfig, exclude: Iterable[str] | None = None) -> str:
-    """sha256 of ``canonical_json``; shorthands and defaults do not change it. ``exclude`` drops
-    top-level fields that do not change results (e.g. ``("ray", "retries")``) from the digest."""
-    return hashlib.sha256(canonical_json(cfg, exclude).encode("utf-8")).hexdigest()
+def config_digest(cfg: AuditConfig | Mapping[str, Any], exclude: Iterable[str] | None = None) -> str:
+    """sha256 of the config's canonical JSON (every default filled in, so shorthands and defaults do not
+    change it); ``exclude`` drops fields (dotted paths) that do not change results."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, AuditConfig) else cfg
+    return json_digest(data, exclude or ())
 
 
 # -- files ----------------------------------------------------------------------------------------

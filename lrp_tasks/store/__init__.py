@@ -5,14 +5,15 @@ Write side: :class:`AuditStore` (``create_or_open`` / ``write_shard``) with an :
 See docs/store.md for the layout, schema and guarantees.
 """
 
+from .claim import lock_store
 from .errors import AuditStoreError, ConfigMismatchError, NotAnAuditError, ShardValidationError
 from .layout import AuditLayout, plan_shards
 from .lock import LeaseLostError, StoreLock, StoreLockedError
 from .lock import probe as lock_holder
 from .reader import AuditReader, open_audit
-from .spec import AuditSpec, ShardResult, compute_config_digest
+from .spec import AuditSpec, ShardResult
 from .verify import VerifyReport, check_committed_shards
-from .writer import AuditStore, lock_store
+from .writer import AuditStore
 
 __all__ = [
     "AuditLayout",
@@ -29,7 +30,6 @@ __all__ = [
     "StoreLockedError",
     "VerifyReport",
     "check_committed_shards",
-    "compute_config_digest",
     "lock_holder",
     "lock_store",
     "open_audit",

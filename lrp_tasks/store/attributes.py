@@ -10,10 +10,11 @@ import os
 import uuid
 from typing import Any
 
+from lrp_tasks.config.canonical import canonical_json
+
 from .durable import fsync_path
 from .errors import NotAnAuditError
 from .layout import TMP_SUFFIX, AuditLayout
-from .spec import canonical_json
 
 #: Attribute keys the store itself owns; results may not overwrite them.
 _RESERVED = (

@@ -6,17 +6,16 @@ new spec with the recorded one field by field, so a changed config never mixes i
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from lrp_tasks.config.canonical import canonical_json, json_digest
 
 from .layout import MAX_SHARD_SIZE, default_chunk_size, shard_size_message
 
@@ -25,43 +24,6 @@ Compression = Literal["lz4", "zstd", "none"]
 
 _DTYPES = ("float16", "float32")
 _COMPRESSIONS = ("lz4", "zstd", "none")
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: the same config always gives the same bytes."""
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"audit config must be JSON-serialisable (plain dicts/lists/str/numbers): {exc}") from exc
-
-
-def compute_config_digest(config: Mapping[str, Any], operational: Iterable[str] = ()) -> str:
-    """sha256 of the canonical JSON of ``config`` without its ``operational`` fields (dotted paths);
-    used when the caller brings no digest of its own."""
-    return hashlib.sha256(canonical_json(strip_fields(config, operational)).encode()).hexdigest()
-
-
-def strip_fields(config: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``config`` without the fields named by dotted ``paths`` (absent ones are ignored)."""
-    out = copy.deepcopy(dict(config))
-    for path in paths:
-        *parents, leaf = path.split(".")
-        node: Any = out
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return out
-
-
-def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of the leaves where two JSON-like configs differ (sorted)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += differing_fields(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if canonical_json(old) == canonical_json(new) else [prefix.rstrip(".")]
 
 
 @dataclass(frozen=True)
@@ -183,7 +145,7 @@ class AuditSpec:
     def digest(self) -> str:
         """The config digest: the caller's, or the sha256 of the canonical config JSON without the
         operational fields."""
-        return self.config_digest or compute_config_digest(self.config, self.operational)
+        return self.config_digest or json_digest(self.config, self.operational)
 
     @property
     def dataset_digest(self) -> str:
@@ -262,7 +224,8 @@ class ShardResult:
 
     relevance ``(n, *input)`` or ``(n, k, *input)``, logits ``(n, C)``, target ``(n,)`` or ``(n, k)``,
     input ``(n, *input)`` when the audit keeps inputs, and the summary rows (a DataFrame from
-    :func:`lrp_tasks.summaries.summarize` or, faster, a Table from :func:`~lrp_tasks.summaries.summary_table`).
+    :func:`lrp_tasks.audit.summaries.summarize` or, faster, a Table from
+    :func:`~lrp_tasks.audit.summaries.summary_table`).
     With CRP concepts (``n_concepts`` > 0): concepts ``(n, n_concepts, *input)``, concept_channels
     ``(n, n_concepts)`` (integers: the layer channel of each concept map) and concept_relevance
     ``(n, n_concepts)`` (the concept's relevance at that layer). With layerwise relevances: ``layerwise``

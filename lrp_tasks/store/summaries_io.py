@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ..summaries import SUMMARY_COLUMNS, SUMMARY_SCHEMA, empty_summaries
 from .errors import ShardValidationError
 from .layout import parse_part_name
+from .schema import SUMMARY_COLUMNS, SUMMARY_SCHEMA, empty_summaries
 
 _DICTIONARY_COLUMNS = ["dataset", "audit_id", "label", "predicted", "target", "target_rank", "shard_id"]
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import zarr
 
+from .claim import lock_store
 from .directory import require_audit_dir
 from .durable import fsync_path
 from .errors import NotAnAuditError
@@ -220,8 +221,6 @@ def repair_store(path: str, deep: bool = True) -> tuple[VerifyReport, list[str]]
     """Check the audit at ``path`` and, holding its writer lock, un-commit every damaged shard and tidy
     records without parts and old temporaries. Returns the report (of the state before the repair) and
     the files removed. Files the store did not write are reported, never touched."""
-    from .writer import lock_store  # the writer imports this module
-
     root = os.path.abspath(path)
     require_audit_dir(root)
     with lock_store(root):

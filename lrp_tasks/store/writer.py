@@ -31,11 +31,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lrp_tasks.config.canonical import differing_fields, json_digest, strip_fields
+
 from . import lock as store_lock
-from .directory import claim_directory, require_audit_dir, wipe_store
-from .durable import BackgroundSync, clear_directory, fsync_many, fsync_path, write_hidden
+from .claim import local_root, lock_store
+from .directory import require_audit_dir, wipe_store
+from .durable import BackgroundSync, fsync_many, fsync_path, write_hidden
 from .errors import AuditStoreError, ConfigMismatchError, ShardValidationError
-from .layout import FORMAT_VERSION, AuditLayout, local_path, part_name, plan_shards
+from .layout import FORMAT_VERSION, AuditLayout, part_name, plan_shards
 from .manifest import make_record, recover_missing_records, write_record
 from .provenance import package_versions, utc_now_iso
 from .relevance import (
@@ -52,7 +55,7 @@ from .relevance import (
     metric_key,
     read_group_attrs,
 )
-from .spec import AuditSpec, ShardResult, compute_config_digest, differing_fields, strip_fields
+from .spec import AuditSpec, ShardResult
 from .summaries_io import committed_part_ids, encode_part, table_from_frame
 from .verify import check_committed_shards, uncommit_shards
 
@@ -98,34 +101,6 @@ def _new_attrs(spec: AuditSpec, audit_id: str) -> dict[str, Any]:
     }
 
 
-def lock_store(path: str | os.PathLike[str]) -> store_lock.StoreLock:
-    """Claim ``path`` as an audit directory (refusing a non-empty directory that is not one) and take its
-    writer lock; raises :class:`~.lock.StoreLockedError` naming the holder when another run has it.
-
-    Use as a context manager, or call ``release()``. Re-entrant within a process: the stores this process
-    opens on ``path`` share the lock. The first acquisition clears the staging area (no writer is left
-    that could still need it)."""
-    root = _local_root(path)
-    claim_directory(root)
-    lock = store_lock.acquire(root)
-    if lock.count == 1:
-        clear_directory(AuditLayout(root).staging_dir)
-    return lock
-
-
-def _local_root(path: str | os.PathLike[str]) -> str:
-    root = local_path(path)
-    if root is None:
-        raise AuditStoreError(
-            f"writing an audit needs a local path (atomic rename and fsync); got {os.fspath(path)!r}. "
-            "Write locally and copy the finished directory; open_audit() reads fsspec URLs."
-        )
-    root = os.path.abspath(root)
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise AuditStoreError(f"audit path {root} exists and is not a directory")
-    return root
-
-
 def _stored_config_digest(stored: dict[str, Any], spec: AuditSpec) -> str:
     identity = stored.get("identity")
     if isinstance(identity, dict) and identity.get("config_digest"):
@@ -133,7 +108,16 @@ def _stored_config_digest(stored: dict[str, Any], spec: AuditSpec) -> str:
     if spec.config_digest is not None:
         return str(stored.get("config_digest"))
     # An audit written before the identity existed: its digest covered operational fields too.
-    return compute_config_digest(stored.get("config") or {}, spec.operational)
+    return json_digest(stored.get("config") or {}, spec.operational)
+
+
+def _identity_digest(stored: dict[str, Any], spec: AuditSpec) -> str:
+    """The stored config's digest by this run's rules: the recorded config without ``spec.operational``,
+    so a store written while the list of result-neutral fields was another resumes by today's list.
+    A caller that brings its own digest is compared with the recorded one."""
+    if spec.config_digest is None and stored.get("config"):
+        return json_digest(stored["config"], spec.operational)
+    return _stored_config_digest(stored, spec)
 
 
 def _adopt_chunk_size(stored: dict[str, Any], spec: AuditSpec) -> AuditSpec:
@@ -151,7 +135,7 @@ def _check_compatible(path: str, stored: dict[str, Any], spec: AuditSpec) -> Non
         raise ConfigMismatchError(
             f"audit at {path} has store format {stored.get('format_version')}, this code writes {FORMAT_VERSION}"
         )
-    old_digest = _stored_config_digest(stored, spec)
+    old_digest = _identity_digest(stored, spec)
     if old_digest != spec.digest:
         ignore = tuple(spec.operational)
         keys = differing_fields(
@@ -259,7 +243,7 @@ class AuditStore:
         checks that the run still holds it."""
         if mode not in ("resume", "overwrite", "create"):
             raise ValueError(f"mode must be 'resume', 'overwrite' or 'create', got {mode!r}")
-        root = _local_root(path)
+        root = local_root(path)
         layout = AuditLayout(root)
         held: store_lock.StoreLock | None = None
         joined: store_lock.Lease | None = None

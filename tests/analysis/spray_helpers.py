@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lrp_tasks.audit.summaries import summarize
 from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
-from lrp_tasks.summaries import summarize
 
 N_CLASSES = 3
 SHAPE = (2, 16, 16)

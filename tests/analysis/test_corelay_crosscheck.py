@@ -23,8 +23,8 @@ import pytest
 
 from lrp_tasks.analysis.graph import knn_connectivity, laplacian_eigenpairs, symmetric_affinity
 from lrp_tasks.analysis.maps import read_class_rows, samples_by_class
+from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 from lrp_tasks.config import load_config
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +41,8 @@ def demo_audit(tmp_path_factory):
     """conf/demo.yaml's audit (all 1,797 digits), written shard by shard in this process."""
     out = tmp_path_factory.mktemp("demo") / "audit"
     cfg = load_config(ROOT / "conf" / "demo.yaml")
-    cfg = audit_config_for_workers(cfg.model_copy(update={"output": str(out)}), root=ROOT / "conf")
-    explainer = ShardExplainer(cfg, device="cpu")
+    cfg = resolve_audit(cfg.model_copy(update={"output": str(out)}), root=ROOT / "conf")
+    explainer = open_shard_explainer(cfg, device="cpu")
     for shard_id, start, stop in explainer.store.plan:
         explainer.explain_shard(shard_id, start, stop)
     return out

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lrp_tasks.composite_spec import build_composite
+from lrp_tasks.audit.composite import build_composite
 from lrp_tasks.engine import (
     LRP,
     LRP_CONFIG,

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lrp_tasks.cluster.pool import ClusterResourceError, plan_workers
 from lrp_tasks.config import RaySpec
-from lrp_tasks.distributed import ClusterResourceError, plan_workers
 from lrp_tasks.store import open_audit
 
 from .audit_helpers import ROOT, result_json, run_cli, store_content, write_config
@@ -70,7 +70,7 @@ def test_shard_failing_every_attempt_names_the_shard_and_keeps_the_rest(tmp_path
 def test_flow_killed_midway_resumes_to_the_same_store(reference, tmp_path):
     """Killed between shards and resumed, the store is bit-identical to the uninterrupted reference:
     same shards of 64, same batches of 64, same threads per worker. (Other batchings agree only to
-    float32 round-off: tests/test_shard.py states and checks that tolerance.)"""
+    float32 round-off: tests/audit/test_explainer.py states and checks that tolerance.)"""
     config = write_config(tmp_path, ray={"workers": 1, "cpus_per_worker": 1})  # shards/batches as the reference
     out = tmp_path / "audit"
     env = {**os.environ, "LRP_AUDIT_TEST_SHARD_SECONDS": "1.5"}

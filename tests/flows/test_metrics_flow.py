@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.report import faithfulness_markdown, faithfulness_table
+from lrp_tasks.report.markdown import faithfulness_markdown, faithfulness_table
 from lrp_tasks.store import open_audit
-from lrp_tasks.summaries import METRIC_COLUMNS
+from lrp_tasks.store.schema import METRIC_COLUMNS
 
 from .audit_helpers import result_json, run_cli, write_config
 

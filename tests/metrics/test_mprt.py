@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from lrp_tasks.composite_spec import build_composite
+from lrp_tasks.audit.composite import build_composite
+from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 from lrp_tasks.config import parse_config
 from lrp_tasks.engine import LRP, EpsilonPlusFlat, canonize
 from lrp_tasks.metrics import discrete_entropy, efficient_mprt, randomize_parameters
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 from tests.digits_audit import digits_audit_config
 from tests.metrics.test_perturbation import digits_inputs, digits_model
@@ -81,11 +81,11 @@ def test_scores_are_the_relative_rise_of_complexity_between_the_two_models() -> 
 
 
 def test_audit_level_check_is_recorded_in_the_store_attributes(tmp_path) -> None:
-    from lrp_tasks.sanity import run_efficient_mprt
+    from lrp_tasks.audit.sanity import run_efficient_mprt
 
     overrides = {"shard_size": 32, "metrics": {"efficient_mprt": {"samples": 20, "seed": 3, "n_bins": 50}}}
-    cfg = audit_config_for_workers(parse_config(digits_audit_config(tmp_path / "audit", "mprt", **overrides)))
-    ex = ShardExplainer(cfg, device="cpu")
+    cfg = resolve_audit(parse_config(digits_audit_config(tmp_path / "audit", "mprt", **overrides)))
+    ex = open_shard_explainer(cfg, device="cpu")
     ex.explain_shard(0, 0, 32)
     ex.explain_shard(2, 64, 96)
     record = run_efficient_mprt(cfg)

@@ -19,9 +19,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from lrp_tasks.audit.prepare import open_shard_explainer
 from lrp_tasks.config import parse_config
 from lrp_tasks.metrics import RegionPerturbation
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 from tests.digits_audit import ROOT, digits_audit_config
 from tests.metrics import models
@@ -60,7 +60,7 @@ def test_digits_curves_and_stored_aopc_equal_quantus(tmp_path) -> None:
         "pixel_flipping": {"steps": PF_STEPS, "orders": ["morf"], "baseline": "black"},
     }
     cfg = digits_audit_config(tmp_path / "audit", "quantus", shard_size=N, batch_size=32, metrics=metrics)
-    ex = ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+    ex = open_shard_explainer(parse_config(cfg), device="cpu")
     ex.explain_shard(0, 0, N)
     audit = open_audit(str(tmp_path / "audit"))
     x = audit.dataset["input"].values[:N].astype(np.float64)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 from lrp_tasks.config import parse_config
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store.layout import plan_shards
 from tests.digits_audit import digits_audit_config
 
@@ -20,8 +20,8 @@ def write_demo_audit(output: Path, composite: str = "EpsilonPlusFlat", **overrid
         "composite": composite,
         **overrides,
     }
-    cfg = audit_config_for_workers(parse_config(digits_audit_config(output, f"report-{composite}", **settings)))
-    ex = ShardExplainer(cfg, device="cpu")
+    cfg = resolve_audit(parse_config(digits_audit_config(output, f"report-{composite}", **settings)))
+    ex = open_shard_explainer(cfg, device="cpu")
     for shard_id, start, stop in plan_shards(ex.spec.n_samples, cfg.shard_size):
         ex.explain_shard(shard_id, start, stop)
     return output

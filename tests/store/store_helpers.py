@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from lrp_tasks.audit.summaries import summarize
 from lrp_tasks.store import AuditSpec, AuditStore, ShardResult
-from lrp_tasks.summaries import summarize
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

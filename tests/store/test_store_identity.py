@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lrp_tasks.audit.explainer import ShardExplainer
+from lrp_tasks.audit.prepare import open_shard_explainer
 from lrp_tasks.config import parse_config
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import AuditStore, ConfigMismatchError, open_audit
 from lrp_tasks.store.layout import default_chunk_size
 from tests.digits_audit import digits_audit_config
@@ -120,7 +121,7 @@ def _array_audit(tmp_path: Path, data: Path, **overrides: Any) -> ShardExplainer
         storage={"keep_input": False},
         **overrides,
     )
-    return ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+    return open_shard_explainer(parse_config(cfg), device="cpu")
 
 
 def test_a_replaced_dataset_file_is_refused_on_resume(tmp_path) -> None:
@@ -147,7 +148,7 @@ def test_a_replaced_dataset_file_is_refused_on_resume(tmp_path) -> None:
 
 
 def test_the_dataset_digest_cache_skips_unchanged_files(tmp_path, monkeypatch) -> None:
-    import lrp_tasks.fingerprint as fp
+    import lrp_tasks.audit.identity as fp
 
     data = tmp_path / "samples.npy"
     np.save(data, np.zeros((16, 1, 8, 8), dtype=np.float32))

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import zarr
 
+from lrp_tasks.audit.summaries import summarize, summary_table
 from lrp_tasks.store import AuditStore, ConfigMismatchError, ShardValidationError, open_audit
 from lrp_tasks.store.relevance import RelevanceArrays, array_plan
-from lrp_tasks.summaries import summarize, summary_table
 
 from .store_helpers import make_shard, make_spec, shard_arrays, write_all
 

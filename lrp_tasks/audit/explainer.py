@@ -1,8 +1,16 @@
-"""Explain one shard: load its samples, run the analyzer, summarise, write whole chunks, commit.
+"""Explain one shard: read its samples, run the analyzer, summarise, write whole chunks, commit.
 
-A :class:`ShardExplainer` holds everything that is expensive to build (the model, canonized and
-wrapped in an analyzer; the dataset reader; the store handle) so that one worker builds it once
-and serves many shards. Explaining a shard is idempotent: a committed shard is skipped."""
+Two pieces, built once per worker and serving many shards:
+
+* :class:`BatchExplainer` turns the config into the engine's objects for one loaded model (analyzer,
+  layerwise relevances, CRP, perturbation metrics, the dataset reader) and explains batches. It checks
+  what can only be checked against the model (layer names, CRP features, the target against the
+  classes); :meth:`BatchExplainer.probe` explains one sample to learn the shapes a store is made with.
+* :class:`ShardExplainer` explains a shard of an open store and commits it. Explaining a shard is
+  idempotent: a committed shard is skipped.
+
+The driver prepares an audit once (``lrp_tasks.audit.prepare``); a worker builds these two from the
+prepared audit and opens the existing store (``lrp_tasks.audit.run``)."""
 
 from __future__ import annotations
 
@@ -16,8 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrp_tasks.composite_spec import build_composite
-from lrp_tasks.config import AuditConfig, ConfigError, FieldError, resolve_paths
+from lrp_tasks.audit.batch_metrics import BatchMetrics, MetricsConfigError
+from lrp_tasks.audit.composite import build_composite
+from lrp_tasks.audit.summaries import summary_table
+from lrp_tasks.config import AuditConfig, ConfigError, FieldError
 from lrp_tasks.engine import (
     CRP,
     LRP,
@@ -29,13 +39,9 @@ from lrp_tasks.engine import (
     canonize,
     strip_softmax,
 )
-from lrp_tasks.fingerprint import OPERATIONAL_FIELDS, dataset_fingerprint
-from lrp_tasks.shard_metrics import BatchMetrics, MetricsConfigError
-from lrp_tasks.sources import load_model, open_dataset
+from lrp_tasks.sources import LoadedModel, open_dataset
 from lrp_tasks.sources.base import Batch
-from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore, ShardResult
-from lrp_tasks.store.directory import is_audit_dir
-from lrp_tasks.summaries import summary_table
+from lrp_tasks.store import AuditStore, ShardResult
 
 CRASH_HOOK = "LRP_AUDIT_TEST_CRASH_SHARD"
 """Test hook: the first attempt of this shard id kills its worker process (fault-tolerance tests);
@@ -48,6 +54,10 @@ TEST_HOOKS = (CRASH_HOOK, CRASH_ALWAYS_HOOK, SLOW_HOOK)
 
 class TargetError(ValueError):
     """The configured target cannot be explained for these samples (e.g. no labels)."""
+
+
+class SampleError(ValueError):
+    """A sample the model cannot be explained on (NaN or inf values); names the samples."""
 
 
 @dataclass(frozen=True)
@@ -70,82 +80,40 @@ class ShardOutcome:
         return asdict(self)
 
 
-def audit_config_for_workers(cfg: AuditConfig, root: str | Path | None = None) -> AuditConfig:
-    """The config with absolute paths (model, data, output), so any worker reads the same files."""
-    resolved = resolve_paths(cfg, root)
-    output = resolved.output
-    if "://" not in output:
-        output = str((Path(root) if root else Path.cwd()).joinpath(output).absolute())
-    return resolved.model_copy(update={"output": output})
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one explained sample tells about the audit's arrays."""
+
+    n_classes: int
+    layer_shapes: dict[str, tuple[int, ...]]
+    n_concepts: int
 
 
-class ShardExplainer:
-    """Model, analyzer, dataset reader and store handle of one audit, built once per worker.
+def default_device(device: str | None = None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    Building it checks what the config can only be checked against with the model: layer names of
-    ``storage.layerwise`` and ``storage.crp.layer``, CRP feature counts and indices, the target class
-    or k against the number of classes. A probe sample gives the shapes the store is created with.
-    ``open_store=False`` makes every check and opens no store (``lrp-audit validate``)."""
 
-    def __init__(
-        self,
-        cfg: AuditConfig,
-        digest: str | None = None,
-        device: str | None = None,
-        create_mode: str = "resume",
-        open_store: bool = True,
-        lease: str | None = None,
-    ) -> None:
+class BatchExplainer:
+    """The engine's objects for one audit config and one loaded model: analyzer (and CRP, layerwise
+    relevances, perturbation metrics), the dataset reader, and the device they run on.
+
+    Building it checks the config against the model: layer names of ``storage.layerwise`` and
+    ``storage.crp.layer``, the composite's selectors, the metrics against the sample shape."""
+
+    def __init__(self, cfg: AuditConfig, loaded: LoadedModel, device: str | torch.device | None = None) -> None:
         self.cfg = cfg
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        loaded = load_model(cfg.model)
-        model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
+        self.device = default_device(str(device) if device is not None else None)
+        self.model = canonize(strip_softmax(loaded.module)).to(self.device).eval()
+        self.weights_digest = loaded.weights_digest
         try:
             # conservation is measured per sample into the summaries, not warned about
-            self.analyzer = LRP(model, build_composite(cfg.composite), conservation_tolerance=None)
+            self.analyzer = LRP(self.model, build_composite(cfg.composite), conservation_tolerance=None)
         except UnmatchedSelectorError as exc:
             raise self._config_error("composite.rules", str(exc)) from exc
         self.layerwise = self._check_layerwise()
         self.crp = self._build_crp()
         self.dataset = open_dataset(cfg)
-        self.model = model
         self.metrics = self._build_metrics()
-        probe = self.dataset.read(0, 1)
-        x = probe.x.to(self.device)
-        try:
-            expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=cfg.seed)
-        except RuntimeError as exc:  # e.g. the model expects another input shape than the dataset's
-            raise self._config_error(
-                "model", f"explaining the first sample (shape {tuple(x.shape[1:])}) fails: {exc}"
-            ) from exc
-        n_classes = int(expl.output.shape[1])
-        self._check_target(n_classes)
-        layer_shapes = {name: tuple(r.shape[1:]) for name, r in self._layer_relevances(expl).items()}
-        n_concepts = self._probe_crp(x)
-        self.spec = AuditSpec(
-            n_samples=len(self.dataset),
-            sample_shape=tuple(self.dataset.sample_shape),
-            n_classes=n_classes,
-            shard_size=cfg.shard_size,
-            explanations_per_sample=self.k,
-            dtype=cfg.storage.dtype,
-            keep_input=cfg.storage.keep_input,
-            n_concepts=n_concepts,
-            concept_ids=self._concept_ids(),
-            layerwise=layer_shapes,
-            metrics=self.metrics.curve_points,
-            config=cfg.model_dump(mode="json"),
-            config_digest=digest,
-            operational=OPERATIONAL_FIELDS,
-            dataset=dataset_fingerprint(self.dataset, _cache_dir(cfg.output)),
-            weights_digest=loaded.weights_digest,
-            composite=repr(self.analyzer),
-            class_names=tuple(self.dataset.class_names) if self.dataset.class_names else None,
-        )
-        self.store = (
-            AuditStore.create_or_open(cfg.output, self.spec, mode=create_mode, lease=lease) if open_store else None
-        )
-        self.worker = f"{os.uname().nodename}:{os.getpid()}:{self.device}"
 
     # -- configuration ----------------------------------------------------------------------
     @property
@@ -213,13 +181,7 @@ class ShardExplainer:
             )
         return int(concepts.extras["features"].shape[1])
 
-    def _concept_ids(self) -> tuple[int, ...] | None:
-        spec = self.cfg.storage.crp
-        if spec is None or isinstance(spec.features, int):
-            return None
-        return tuple(spec.features)
-
-    def _layer_relevances(self, expl: Explanation) -> dict[str, torch.Tensor]:
+    def layer_relevances(self, expl: Explanation) -> dict[str, torch.Tensor]:
         """Relevance at the output of each configured layer, in config order."""
         if not self.layerwise:
             return {}
@@ -243,6 +205,28 @@ class ShardExplainer:
             raise TargetError(f"target 'label' needs labelled samples; no label for {missing}")
         return torch.as_tensor(batch.labels, dtype=torch.long, device=self.device)
 
+    def probe(self) -> ProbeResult:
+        """Explain the first sample: the number of classes, the shape of each layerwise relevance and the
+        number of concept maps, checking the target and CRP settings against them."""
+        x = self.dataset.read(0, 1).x.to(self.device)
+        try:
+            expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=self.cfg.seed)
+        except RuntimeError as exc:  # e.g. the model expects another input shape than the dataset's
+            raise self._config_error(
+                "model", f"explaining the first sample (shape {tuple(x.shape[1:])}) fails: {exc}"
+            ) from exc
+        n_classes = int(expl.output.shape[1])
+        self._check_target(n_classes)
+        layer_shapes = {name: tuple(r.shape[1:]) for name, r in self.layer_relevances(expl).items()}
+        return ProbeResult(n_classes, layer_shapes, self._probe_crp(x))
+
+    @property
+    def concept_ids(self) -> tuple[int, ...] | None:
+        spec = self.cfg.storage.crp
+        if spec is None or isinstance(spec.features, int):
+            return None
+        return tuple(spec.features)
+
     # -- work -------------------------------------------------------------------------------
     def explain_batch(self, batch: Batch) -> tuple[Explanation, Explanation | None]:
         """The LRP explanation (with layerwise relevances when the config keeps some) and the CRP
@@ -258,9 +242,45 @@ class ShardExplainer:
             concepts = self.crp.analyze(x, selection, seed=self.cfg.seed)
         return expl, concepts
 
+
+class ShardExplainer:
+    """Explains shards of one audit into its open store and commits each (one per worker)."""
+
+    def __init__(self, explainer: BatchExplainer, store: AuditStore) -> None:
+        self.explainer = explainer
+        self.store = store
+        self.cfg = explainer.cfg
+        self.worker = f"{os.uname().nodename}:{os.getpid()}:{explainer.device}"
+
+    @property
+    def spec(self) -> Any:
+        """The store's spec (shapes and identity) this explainer writes."""
+        return self.store.spec
+
+    # the batch explainer's pieces, for callers that explain or inspect outside a shard
+    @property
+    def device(self) -> torch.device:
+        return self.explainer.device
+
+    @property
+    def analyzer(self) -> LRP:
+        return self.explainer.analyzer
+
+    @property
+    def dataset(self) -> Any:
+        return self.explainer.dataset
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.explainer.model
+
+    def explain_batch(self, batch: Batch) -> tuple[Explanation, Explanation | None]:
+        return self.explainer.explain_batch(batch)
+
     def explain_shard(self, shard_id: int, start: int, stop: int) -> ShardOutcome:
         """Explain samples [start, stop) and commit them as shard `shard_id` (skipped if committed)."""
         began = time.perf_counter()
+        ex = self.explainer
         if self.store.is_committed(shard_id):
             return ShardOutcome(shard_id, start, stop, False, 0.0, 0, worker=self.worker)
         _crash_for_tests(self.cfg.output, shard_id)
@@ -268,8 +288,8 @@ class ShardExplainer:
         parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
         labels, index, ids = [], [], []
         for lo in range(start, stop, self.cfg.batch_size):
-            batch = self.dataset.read(lo, min(lo + self.cfg.batch_size, stop))
-            expl, concepts = self.explain_batch(batch)
+            batch = ex.dataset.read(lo, min(lo + self.cfg.batch_size, stop))
+            expl, concepts = ex.explain_batch(batch)
             parts["val"].append(_numpy(expl.val))
             parts["logits"].append(_numpy(expl.output))
             parts["target"].append(expl.output_selection.cpu().numpy())
@@ -279,11 +299,11 @@ class ShardExplainer:
             parts["seed"].append(seed.reshape(expl.output_selection.shape).double().cpu().numpy())
             if self.cfg.storage.keep_input:
                 parts["input"].append(batch.x.numpy())
-            for name, relevance in self._layer_relevances(expl).items():
+            for name, relevance in ex.layer_relevances(expl).items():
                 parts[f"layer:{name}"].append(_numpy(relevance))
-            if self.metrics:  # faithfulness of this batch's explanations, on the worker's device
-                curves = self.metrics.curves(
-                    self.model, batch.x.to(self.device), expl.val, expl.output_selection, batch.index
+            if ex.metrics:  # faithfulness of this batch's explanations, on the worker's device
+                curves = ex.metrics.curves(
+                    ex.model, batch.x.to(ex.device), expl.val, expl.output_selection, batch.index
                 )
                 for name, curve in curves.items():
                     parts[f"metric:{name}"].append(curve)
@@ -295,7 +315,7 @@ class ShardExplainer:
             index.append(batch.index)
             ids.extend(batch.ids)
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
-        curves = {name: arrays[f"metric:{name}"] for name in self.metrics.curve_points}
+        curves = {name: arrays[f"metric:{name}"] for name in ex.metrics.curve_points}
         summaries = summary_table(
             arrays["val"],
             arrays["logits"],
@@ -304,10 +324,10 @@ class ShardExplainer:
             np.concatenate(labels),
             np.concatenate(index),
             ids,
-            self.dataset.dataset_id,
+            ex.dataset.dataset_id,
             shard_id,
             self.store.audit_id,
-            metrics=self.metrics.summary_columns(curves) if curves else None,
+            metrics=ex.metrics.summary_columns(curves) if curves else None,
         )
         self.store.write_shard(
             ShardResult(
@@ -322,7 +342,7 @@ class ShardExplainer:
                 concepts=arrays.get("concepts"),
                 concept_channels=arrays.get("concept_channels"),
                 concept_relevance=arrays.get("concept_relevance"),
-                layerwise={name: arrays[f"layer:{name}"] for name in self.layerwise} or None,
+                layerwise={name: arrays[f"layer:{name}"] for name in ex.layerwise} or None,
                 metrics=curves or None,
             )
         )
@@ -345,17 +365,8 @@ class ShardExplainer:
         )
 
 
-def _cache_dir(output: str) -> str | None:
-    """The store's digest cache, when the output is already an audit directory (never write elsewhere)."""
-    return AuditLayout(output).cache_dir if "://" not in output and is_audit_dir(output) else None
-
-
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
-
-
-class SampleError(ValueError):
-    """A sample the model cannot be explained on (NaN or inf values); names the samples."""
 
 
 def _check_samples(batch: Batch) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from lrp_tasks.audit.prepare import PreparedAudit, resolve_audit
+from lrp_tasks.audit.run import run_shards
+from lrp_tasks.cluster.pool import START_ATTEMPTS, WorkerStartError
 from lrp_tasks.config import parse_config
-from lrp_tasks.distributed import START_ATTEMPTS, WorkerStartError, run_shards
-from lrp_tasks.shard import audit_config_for_workers
+from lrp_tasks.store import AuditSpec
 from tests.digits_audit import digits_audit_config
 
 pytestmark = pytest.mark.integration
@@ -41,7 +43,9 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_cause(tmp_path, model
     cfg = parse_config(
         digits_audit_config(tmp_path / "audit", "start", model=model, ray={"workers": workers, "cpus_per_worker": 1})
     )
-    cfg = audit_config_for_workers(cfg)
+    # the model cannot be loaded on the workers' node: a prepared audit as the driver would hand it over
+    spec = AuditSpec(n_samples=192, sample_shape=(1, 8, 8), n_classes=10, shard_size=64)
+    audit = PreparedAudit(resolve_audit(cfg), spec)
     notes: list[str] = []
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(HANG_GUARD_S)
@@ -49,7 +53,7 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_cause(tmp_path, model
         with pytest.raises(
             WorkerStartError, match=rf"no worker could start: .*failed {START_ATTEMPTS} time\(s\): {cause}"
         ):
-            run_shards(cfg, None, [(0, 0, 64), (1, 64, 128), (2, 128, 192)], on_note=notes.append)
+            run_shards(audit, [(0, 0, 64), (1, 64, 128), (2, 128, 192)], on_note=notes.append)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

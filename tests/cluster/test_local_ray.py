@@ -1,10 +1,10 @@
-"""lrp_tasks.local_ray: the private Ray's authentication environment, set for a session and restored."""
+"""lrp_tasks.cluster.local_ray: the private Ray's authentication environment, set for a session and restored."""
 
 from __future__ import annotations
 
 import os
 
-from lrp_tasks import local_ray
+from lrp_tasks.cluster import local_ray
 
 
 def test_private_auth_uses_a_fresh_token_and_restores_the_environment(monkeypatch):

@@ -11,12 +11,12 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from lrp_tasks.composite_spec import build_composite, build_rule, layer_type_key
+from lrp_tasks.audit.composite import build_composite, build_rule, layer_type_key
 from lrp_tasks.config import RULE_SPECS, CompositeSpec, RulesCompositeSpec
 from lrp_tasks.models.digits import build_digits_cnn
 
 SPEC = TypeAdapter(CompositeSpec)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

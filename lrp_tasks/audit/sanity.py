@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrp_tasks.composite_spec import build_composite
+from lrp_tasks.audit.composite import build_composite
 from lrp_tasks.config import AuditConfig
 from lrp_tasks.engine import LRP, canonize, strip_softmax
 from lrp_tasks.metrics import efficient_mprt, randomize_parameters

@@ -1,13 +1,5 @@
-"""``lrp-audit``: run an audit, inspect its results, validate a config.
-
-    lrp-audit run conf/demo.yaml            # local Ray + a temporary local Prefect, nothing to start
-    lrp-audit summary audits/demo           # the per-audit table, read back from Parquet
-    lrp-audit validate conf/demo.yaml       # every check `run` makes (files, model, one sample), no run
-    lrp-audit verify audits/demo            # check a store's committed shards (--repair un-commits damaged)
-
-Relative paths in a config resolve against the config file's directory; paths typed on the
-command line (--output) against the working directory.
-"""
+"""``lrp-audit run`` and ``lrp-audit validate``: every check before any Prefect server or Ray starts,
+then the audit flow with a progress display."""
 
 from __future__ import annotations
 
@@ -16,34 +8,16 @@ import json
 import os
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flows import cli_export, cli_report, cli_spray, cli_verify
+from flows.cli.environment import DASHBOARD_ENV, quiet_defaults
 from flows.interrupt import RunInterrupted, interruption_signal, stop_on_signals
-from lrp_tasks.config import AuditConfig, ConfigError, apply_overrides, config_dir, load_config
-
-DASHBOARD_ENV = "LRP_AUDIT_RAY_DASHBOARD"  # read by lrp_tasks.local_ray (not imported here: it imports Ray)
-
-
-def package_version() -> str:
-    try:
-        return version("lrp-audit")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
-def _quiet_defaults() -> None:
-    """No usage reporting from a command-line run unless the user asked for it."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Prefect's default (20 s) is too short for a loaded machine: the run would fail before it began
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+from lrp_tasks.config import AuditConfig, apply_overrides, config_dir, load_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
-    _quiet_defaults()
+    quiet_defaults()
     if not args.no_progress:
         # the progress display replaces per-shard INFO lines on the terminal; they still reach the Prefect API
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
@@ -104,42 +78,21 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     return 0
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    from flows.report import audit_statistics
-    from lrp_tasks.store import open_audit
-
-    audit_dir = open_audit(args.audit)
-    frame = audit_dir.summaries
-    stats = audit_statistics(frame)
-    print(f"audit {audit_dir.attrs.get('audit_id', '?')} at {args.audit}")
-    print(f"committed shards: {len(audit_dir.committed_shards)}")
-    width = max(len(k) for k in stats) if stats else 0
-    for key, value in stats.items():
-        shown = f"{value:.6g}" if isinstance(value, float) else value
-        print(f"  {key:<{width}}  {shown}")
-    if not frame.empty:
-        top = frame[frame["target_rank"] == 0]
-        table = top.groupby("predicted").agg(
-            samples=("sample_index", "size"),
-            mean_probability=("predicted_probability", "mean"),
-            mean_relevance_sum=("relevance_sum", "mean"),
-            mean_abs_conservation_error=("conservation_error", lambda s: s.abs().mean()),
-        )
-        print()
-        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    print_faithfulness(frame, audit_dir.attrs)
-    return 0
-
-
 def _run_config(args: argparse.Namespace) -> AuditConfig:
     """The config file with the command line's overrides, validated together, then every check of
     the run (files, model, one sample) before any Prefect server or Ray starts."""
-    from lrp_tasks.checks import prepare_audit
+    from lrp_tasks.audit.prepare import prepare_audit
 
     cfg = apply_overrides(load_config(args.config), _overrides(args), source=f"{args.config} (command line)")
-    output = cfg.output if os.path.isabs(cfg.output) else os.path.join(config_dir(args.config), cfg.output)
-    _check_output_is_free(output)  # a foreign directory or a store another run holds: refused at once
-    prepare_audit(cfg, root=config_dir(args.config), source=args.config)
+    # a foreign directory or a store another run holds is refused before the model loads; the model
+    # loaded here is handed over to the flow's store preparation (keep=True): one load in the driver
+    prepare_audit(
+        cfg,
+        root=config_dir(args.config),
+        source=args.config,
+        keep=True,
+        before_load=lambda resolved: _check_output_is_free(resolved.output),
+    )
     return cfg
 
 
@@ -174,30 +127,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
     return overrides
 
 
-def print_faithfulness(frame: Any, attrs: dict[str, Any]) -> None:
-    """Per-class mean AOPCs and the share of samples whose MoRF beats random; the eMPRT result."""
-    from flows.report import faithfulness_table, sanity_lines
-
-    table = faithfulness_table(frame)
-    if table is not None:
-        print("\nfaithfulness (AOPC means; MoRF>random: share of samples)")
-        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    for line in sanity_lines(attrs):
-        print("\n" + line)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lrp_tasks.checks import prepare_audit
-    from lrp_tasks.shard import audit_config_for_workers
+    from lrp_tasks.audit.prepare import prepare_audit
 
     cfg = load_config(args.config)
     root = config_dir(args.config)
-    explainer = prepare_audit(cfg, root=root, source=args.config)
-    spec = explainer.spec
-    output = audit_config_for_workers(cfg, root).output
+    preparation = prepare_audit(cfg, root=root, source=args.config)
+    spec = preparation.spec
+    output = preparation.config.output
     shards = -(-spec.n_samples // spec.shard_size)
     print(f"{args.config}: valid audit '{cfg.name}' -> {output}")
-    print(f"  model: {explainer.analyzer.__class__.__name__} over {spec.n_classes} classes")
+    print(f"  model: {preparation.explainer.analyzer.__class__.__name__} over {spec.n_classes} classes")
     print(f"  dataset: {spec.n_samples} samples of shape {spec.sample_shape}, {shards} shard(s) of {spec.shard_size}")
     print("  checked: files, model and weights, composite, one sample explained" + (
         f", layerwise {list(spec.layerwise)}" if spec.layerwise else ""
@@ -205,12 +145,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lrp-audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="run (or resume) the audit a YAML config describes")
     run.add_argument("config")
     run.add_argument("--fresh", action="store_true", help="wipe an existing store instead of resuming it")
@@ -223,49 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--compare-with", help="an earlier audit directory to compare the result with")
     run.set_defaults(func=cmd_run)
-    summary = sub.add_parser("summary", help="print the summary table of an audit directory")
-    summary.add_argument("audit")
-    summary.set_defaults(func=cmd_summary)
     validate = sub.add_parser(
         "validate", help="make every check `run` makes (files, model, one sample explained) without running"
     )
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)
-    cli_report.add_parser(sub)
-    cli_verify.add_parser(sub)
-    cli_spray.add_parser(sub)
-    cli_export.add_parser(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except RunInterrupted as exc:
-        print(
-            f"\nlrp-audit: {exc}; stopped every process of the run. Committed shards are kept: "
-            "run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return exc.exit_code
-    except ConfigError as exc:
-        print(f"lrp-audit: invalid configuration\n{exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a readable last line instead of a bare traceback for expected failures
-        from lrp_tasks.distributed import ClusterResourceError, ShardsFailedError, WorkerStartError
-        from lrp_tasks.store import AuditStoreError
-
-        if isinstance(
-            exc, ShardsFailedError | ClusterResourceError | WorkerStartError | AuditStoreError | FileNotFoundError
-        ):
-            print(f"lrp-audit: {exc}", file=sys.stderr)
-            return 1
-        if cli_report.is_user_error(args, exc):
-            print(f"lrp-audit: {exc}", file=sys.stderr)
-            return 1
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

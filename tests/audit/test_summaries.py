@@ -10,14 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lrp_tasks.summaries import (
-    METRIC_COLUMNS,
-    SUMMARY_PANDAS_DTYPES,
-    SUMMARY_SCHEMA,
-    empty_summaries,
-    summarize,
-    summary_table,
-)
+from lrp_tasks.audit.summaries import summarize, summary_table
+from lrp_tasks.store.schema import METRIC_COLUMNS, SUMMARY_PANDAS_DTYPES, SUMMARY_SCHEMA, empty_summaries
 
 # The documented contract (docs/store.md). Changing it is a format change: update both on purpose.
 PINNED = [
@@ -308,7 +302,7 @@ def test_metric_columns_are_nan_unless_given_and_checked() -> None:
 
 def test_statistics_are_the_same_on_one_thread_and_several() -> None:
     """Large shards are summarised in parallel row blocks; the rows do not depend on the split."""
-    from lrp_tasks.summaries import _PARALLEL_MIN_ELEMENTS, _row_statistics
+    from lrp_tasks.audit.summaries import _PARALLEL_MIN_ELEMENTS, _row_statistics
 
     rng = np.random.default_rng(7)
     size = 3 * 64 * 64

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from flows.cli import main
-from lrp_tasks.checks import audit_digest, prepare_audit
+from lrp_tasks.audit.prepare import audit_digest, prepare_audit
 from lrp_tasks.config import ConfigError, parse_config
 from tests.digits_audit import digits_audit_config
 

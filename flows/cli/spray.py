@@ -15,6 +15,8 @@ import json
 import sys
 from typing import Any
 
+from flows.cli.environment import quiet_defaults
+
 
 def _classes(text: str) -> list[int]:
     try:
@@ -39,9 +41,7 @@ def _k(text: str) -> str | int:
 
 
 def cmd_spray(args: argparse.Namespace) -> int:
-    from flows.cli import _quiet_defaults
-
-    _quiet_defaults()
+    quiet_defaults()
     from pydantic import ValidationError
 
     from flows.spray import SprayFailedError, audit_ray_spec, audit_spray_spec, spray

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
+from lrp_tasks.audit.explainer import ShardExplainer
+from lrp_tasks.audit.prepare import open_shard_explainer
 from lrp_tasks.config import ConfigError, parse_config
 from lrp_tasks.metrics import RegionPerturbation, aopc
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
-from lrp_tasks.summaries import METRIC_COLUMNS
+from lrp_tasks.store.schema import METRIC_COLUMNS
 from tests.digits_audit import ROOT, digits_audit_config
 
 SHARD = 48
@@ -43,7 +44,7 @@ def settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def explainer(tmp_path: Path, **overrides: Any) -> ShardExplainer:
-    return ShardExplainer(audit_config_for_workers(parse_config(settings(tmp_path, **overrides))), device="cpu")
+    return open_shard_explainer(parse_config(settings(tmp_path, **overrides)), device="cpu")
 
 
 def test_curves_and_aopcs_are_stored_as_direct_calls_give_them(tmp_path) -> None:
@@ -135,9 +136,10 @@ def test_more_steps_than_regions_is_a_config_error_naming_the_field(tmp_path) ->
 _WORKER = """
 import json, sys
 from lrp_tasks.config import parse_config
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
+from lrp_tasks.audit.explainer import ShardExplainer
+from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 cfg = json.loads(sys.argv[1])
-ex = ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+ex = open_shard_explainer(parse_config(cfg), device="cpu")
 for shard_id, start, stop in ex.store.pending_shards():
     ex.explain_shard(shard_id, start, stop)
 """

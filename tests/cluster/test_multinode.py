@@ -1,6 +1,6 @@
 """The audit on an existing two-node Ray cluster started with ``ray start`` (no Docker).
 
-The cluster (tests/distributed/ray_cluster.py) is a head and one more node on this machine, one CPU
+The cluster (tests/cluster/ray_cluster.py) is a head and one more node on this machine, one CPU
 each, token authentication with a throwaway token. The audit runs as ``lrp-audit run`` in a
 subprocess (no Ray state in the pytest process) with ``--ray-address 127.0.0.1:<GCS port>``; two
 workers of one CPU each only fit as one actor per node, so shards must run on both nodes."""

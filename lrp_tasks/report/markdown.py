@@ -69,7 +69,7 @@ def faithfulness_table(summaries: pd.DataFrame) -> pd.DataFrame | None:
     """Per explained class (first explanation of each sample) and for all samples: the mean AOPC of each
     perturbation metric and order, and the share of samples whose MoRF AOPC beats the random one.
     None when the audit computed no perturbation metric."""
-    from lrp_tasks.summaries import METRIC_COLUMNS, PERTURBATION_METRICS
+    from lrp_tasks.store.schema import METRIC_COLUMNS, PERTURBATION_METRICS
 
     present = [c for c in METRIC_COLUMNS if c in summaries and summaries[c].notna().any()]
     if summaries.empty or not present:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from lrp_tasks.audit.explainer import ShardExplainer
+from lrp_tasks.audit.prepare import open_shard_explainer
 from lrp_tasks.config import ConfigError, parse_config
 from lrp_tasks.engine import CRP, IndexedFeatures, TopK, TopNFeatures
-from lrp_tasks.shard import ShardExplainer, audit_config_for_workers
 from lrp_tasks.store import open_audit
 from tests.digits_audit import digits_audit_config
 
@@ -25,7 +26,7 @@ BATCH = 32  # two batches per shard: 32 + 16
 def explainer(tmp_path: Path, **overrides: Any) -> ShardExplainer:
     settings: dict[str, Any] = {"shard_size": SHARD, "batch_size": BATCH, "storage": {"keep_input": False}}
     cfg = digits_audit_config(tmp_path / "audit", "shard-test", **{**settings, **overrides})
-    return ShardExplainer(audit_config_for_workers(parse_config(cfg)), device="cpu")
+    return open_shard_explainer(parse_config(cfg), device="cpu")
 
 
 def batches(ex: ShardExplainer) -> list[Any]:
@@ -196,7 +197,7 @@ def test_top_k_target_keeps_k_explanations_per_sample(tmp_path) -> None:
 
 
 def test_samples_with_nan_are_refused_by_id_and_nothing_is_committed(tmp_path, monkeypatch) -> None:
-    from lrp_tasks.shard import SampleError
+    from lrp_tasks.audit.explainer import SampleError
 
     ex = explainer(tmp_path)
     real_read = ex.dataset.read

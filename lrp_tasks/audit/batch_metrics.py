@@ -14,7 +14,7 @@ from torch import nn
 
 from lrp_tasks.config.metrics import MetricsSpec
 from lrp_tasks.metrics import RegionPerturbation, aopc
-from lrp_tasks.summaries import PERTURBATION_METRICS
+from lrp_tasks.store.schema import PERTURBATION_METRICS
 
 
 class MetricsConfigError(ValueError):

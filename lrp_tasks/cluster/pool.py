@@ -1,6 +1,8 @@
-"""Running shards on Ray: a pool of actors, each loading the model once and serving many shards.
+"""Running shards on Ray: a pool of actors, each building its worker once (the model load) and serving
+many shards.
 
-This is the only module that imports Ray. Measured on a 2-CPU machine (10,240 samples, 2 s model
+``lrp_tasks.cluster`` is the only package that imports Ray; what a worker is (``lrp_tasks.audit.run``)
+comes in as a class and its arguments. Measured on a 2-CPU machine (10,240 samples, 2 s model
 load), an actor pool driven from one process beat one Prefect task per shard on prefect-ray's
 RayTaskRunner (27-28 s vs 40-60 s) and Ray Data ``map_batches`` (35 s, more memory); see README.
 
@@ -26,18 +28,15 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from lrp_tasks import local_ray
-from lrp_tasks.config import AuditConfig, ConfigError, RaySpec
-from lrp_tasks.shard import TEST_HOOKS, SampleError, ShardExplainer, ShardOutcome, TargetError
-from lrp_tasks.store import ShardValidationError
+from lrp_tasks.cluster import local_ray
+from lrp_tasks.config import RaySpec
 
-log = logging.getLogger("lrp_tasks.distributed")
+log = logging.getLogger("lrp_tasks.cluster.pool")
 
 Shard = tuple[int, int, int]
-PASSED_ENV = (*TEST_HOOKS, "CUDA_VISIBLE_DEVICES")
+PASSED_ENV = ("CUDA_VISIBLE_DEVICES",)
+"""Environment variables every Ray worker gets from the driver (besides the caller's ``passed_env``)."""
 PIPELINE_DEPTH = 2
-DATA_ERRORS = (SampleError, TargetError, ConfigError, ShardValidationError)
-"""Failures that a retry would only repeat: the shard fails at once, naming the cause."""
 START_ATTEMPTS = 3
 """Times an actor is created before its constructor's failure fails the run (transient failures retry)."""
 START_TIMEOUT_S = float(os.environ.get("LRP_AUDIT_WORKER_START_TIMEOUT", "600"))
@@ -97,14 +96,16 @@ def plan_workers(spec: RaySpec, resources: dict[str, float]) -> WorkerPlan:
 
 
 @contextmanager
-def ray_session(spec: RaySpec, num_cpus: float | None = None) -> Iterator[dict[str, float]]:
+def ray_session(
+    spec: RaySpec, num_cpus: float | None = None, passed_env: tuple[str, ...] = ()
+) -> Iterator[dict[str, float]]:
     """Attach to ``spec.address`` (or ``$RAY_ADDRESS``), else start a private local Ray (loopback
-    only, see lrp_tasks.local_ray): never attach by accident to a cluster that happens to run on
+    only, see lrp_tasks.cluster.local_ray): never attach by accident to a cluster that happens to run on
     this machine."""
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
-    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env = {k: os.environ[k] for k in (*PASSED_ENV, *passed_env) if k in os.environ}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
     address = spec.address or os.environ.get("RAY_ADDRESS")
     with ExitStack() as session:
@@ -121,27 +122,24 @@ def ray_session(spec: RaySpec, num_cpus: float | None = None) -> Iterator[dict[s
 
 
 @ray.remote
-class ShardWorker:
-    """One Ray actor: builds the ShardExplainer (model load) once, then explains shards."""
+class PoolActor:
+    """One Ray actor: builds its worker once (``factory(*args, cpus=...)``), then runs shards on it
+    (``worker.run_shard(shard_id, start, stop)`` returns a small dict)."""
 
-    def __init__(self, cfg_json: dict[str, Any], digest: str | None, threads: int, lease: str | None = None) -> None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        self.explainer = ShardExplainer(AuditConfig.model_validate(cfg_json), digest=digest, lease=lease)
+    def __init__(self, factory: Callable[..., Any], args: tuple[Any, ...], cpus: float) -> None:
+        self.worker = factory(*args, cpus=cpus)
 
     def where(self) -> dict[str, Any]:
         return {
             "node": ray.get_runtime_context().get_node_id(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "device": str(self.explainer.device),
+            "device": str(getattr(self.worker, "device", "")),
         }
 
     def explain(self, shard_id: int, start: int, stop: int) -> dict[str, Any]:
         started_at = time.time()  # wall clock: when the shard really began (not when the driver saw it end)
-        outcome = self.explainer.explain_shard(shard_id, start, stop)
-        out = outcome.to_dict()
+        out = dict(self.worker.run_shard(shard_id, start, stop))
         out["started_at"] = started_at
         out["node"] = ray.get_runtime_context().get_node_id()
         return out
@@ -168,36 +166,39 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run_shards(
-    cfg: AuditConfig,
-    digest: str,
+def run_pool(
+    spec: RaySpec,
+    factory: Callable[..., Any],
+    args: tuple[Any, ...],
     shards: list[Shard],
-    on_done: Callable[[ShardOutcome, dict[str, Any]], None] | None = None,
+    retries: int,
+    *,
+    final_errors: tuple[type[BaseException], ...] = (),
+    passed_env: tuple[str, ...] = (),
+    on_done: Callable[[dict[str, Any]], None] | None = None,
     on_note: Callable[[str], None] | None = None,
-    lease: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Explain `shards` on a Ray actor pool; returns one outcome dict per shard (with its node).
+    """Run `shards` on a pool of Ray actors, each building ``factory(*args, cpus=...)`` once; returns one
+    outcome dict per shard (with its node and start time).
 
-    ``lease`` is the token of the run holding the store's lock: workers check it before every commit.
-    Raises ShardsFailedError naming the shards that failed every attempt (the rest is committed), and
-    WorkerStartError when no worker can start."""
+    A shard whose failure is one of ``final_errors`` (bad data: a retry would only repeat it) fails at
+    once; others are retried ``retries`` times. Raises ShardsFailedError naming the shards that failed
+    every attempt (every other shard has run), and WorkerStartError when no worker can start."""
     if not shards:
         return []
     note = on_note or log.info
-    with ray_session(cfg.ray) as resources:
-        plan = plan_workers(cfg.ray, resources)
+    with ray_session(spec, passed_env=passed_env) as resources:
+        plan = plan_workers(spec, resources)
         for text in plan.notes:
             note(text)
         plan.workers = min(plan.workers, len(shards))
-        cfg_json = cfg.model_dump(mode="json")
         options = {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "max_restarts": -1, "max_task_retries": 0}
-        threads = int(plan.num_cpus) or 1
 
         def make_actor() -> Any:
-            return ShardWorker.options(**options).remote(cfg_json, digest, threads, lease)
+            return PoolActor.options(**options).remote(factory, args, plan.num_cpus)
 
         actors = [make_actor() for _ in range(plan.workers)]
-        return _drive(actors, shards, cfg.retries, on_done, make_actor=make_actor, on_note=note)
+        return _drive(actors, shards, retries, on_done, make_actor=make_actor, on_note=note, final_errors=final_errors)
 
 
 class _ActorPool:
@@ -215,8 +216,10 @@ class _ActorPool:
         depth: int,
         make_actor: Callable[[], Any] | None = None,
         on_note: Callable[[str], None] | None = None,
+        final_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.actors, self.retries, self.depth = actors, retries, depth
+        self.final_errors = final_errors
         self.make_actor, self.note = make_actor, on_note or log.warning
         self.starts = [1] * len(actors)
         self.down_since: dict[int, float] = {}
@@ -361,7 +364,7 @@ class _ActorPool:
         except RayTaskError as exc:
             self._finished(ref, index)
             # bad data fails the same way every time: no retry
-            final = isinstance(exc, DATA_ERRORS) or isinstance(getattr(exc, "cause", None), DATA_ERRORS)
+            final = isinstance(exc, self.final_errors) or isinstance(getattr(exc, "cause", None), self.final_errors)
             self.shard_failed(shard, _cause(exc), final=final)
             self.submit()
             return None
@@ -378,13 +381,14 @@ def _drive(
     actors: list[Any],
     shards: list[Shard],
     retries: int,
-    on_done: Callable[[ShardOutcome, dict[str, Any]], None] | None,
+    on_done: Callable[[dict[str, Any]], None] | None,
     depth: int = PIPELINE_DEPTH,
     make_actor: Callable[[], Any] | None = None,
     on_note: Callable[[str], None] | None = None,
+    final_errors: tuple[type[BaseException], ...] = (),
 ) -> list[dict[str, Any]]:
-    """Explain all shards on the pool; report each committed shard as it arrives."""
-    pool = _ActorPool(actors, retries, depth, make_actor, on_note)
+    """Run all shards on the pool; report each finished shard as it arrives."""
+    pool = _ActorPool(actors, retries, depth, make_actor, on_note, final_errors)
     pool.queue.extend(shards)
     pool.submit()
     results: list[dict[str, Any]] = []
@@ -396,8 +400,7 @@ def _drive(
             continue
         results.append(out)
         if on_done is not None:
-            fields = {k: v for k, v in out.items() if k in ShardOutcome.__dataclass_fields__}
-            on_done(ShardOutcome(**fields), out)
+            on_done(out)
     if pool.failures:
         raise ShardsFailedError(pool.failures)
     return results

@@ -1,5 +1,5 @@
-"""What makes an audit store's identity: the config without operational fields, and a fingerprint of
-the dataset's content.
+"""What makes an audit store's identity: the config without its result-neutral fields (one list,
+:data:`RESULT_NEUTRAL_FIELDS`), the model weights' digest and a fingerprint of the dataset's content.
 
 The dataset fingerprint is the sha256 of the files the reader reads (the ``.npy``/``.npz`` file and
 labels, every image of an image folder, every file of a local Zarr group), with their names relative
@@ -16,28 +16,47 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lrp_tasks.config import AuditConfig, config_digest
 from lrp_tasks.sources.arrays import ArraySource
 from lrp_tasks.sources.base import DatasetSource
 from lrp_tasks.sources.images import ImageFolderSource
 from lrp_tasks.sources.zarr_array import ZarrSource
 
-OPERATIONAL_FIELDS = (
+RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "output",
     "ray",
     "retries",
     "batch_size",
+    "analysis",
     "model.path",
     "model.weights",
     "dataset.path",
     "dataset.labels_path",
 )
-"""Config fields that say where and with what resources an audit runs, not what it computes: a store
-resumes with them changed. File locations are here because the files' contents are checked instead
-(model weights digest, dataset fingerprint); ``batch_size`` because batching changes results only by
-float round-off."""
+"""Config fields (dotted paths) that say where and with what resources an audit runs, not what it
+computes: left out of the config digest, so a store resumes with them changed.
+
+* ``output``: where the store is (a moved store resumes);
+* ``ray`` (workers, CPUs and GPUs per worker, address), ``retries``: resources and fault tolerance;
+* ``batch_size``: batching changes results only by float round-off (docs/store.md says how much);
+* ``analysis``: SpRAy runs after the shards and keeps its own digest in ``analysis/spray``;
+* ``model.path``, ``model.weights``, ``dataset.path``, ``dataset.labels_path``: file locations, whose
+  *contents* are part of the identity instead (the weights digest, the dataset fingerprint), so moving
+  the files resumes and replacing them is refused.
+
+This is the only list: the digest a run records, the store's check on resume and the fields it names
+when refusing all use it."""
+
+
+def audit_digest(cfg: AuditConfig | Mapping[str, Any]) -> str:
+    """The config digest an audit store records and checks on resume: the config without
+    :data:`RESULT_NEUTRAL_FIELDS`."""
+    return config_digest(cfg, RESULT_NEUTRAL_FIELDS)
+
 
 CACHE_FILE = "file-digests.json"
 #: Files listed by name in the fingerprint (to name the ones that changed); larger datasets give a count.

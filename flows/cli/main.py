@@ -1,0 +1,75 @@
+"""``lrp-audit``: run an audit, inspect its results, validate a config.
+
+    lrp-audit run conf/demo.yaml            # local Ray + a temporary local Prefect, nothing to start
+    lrp-audit summary audits/demo           # the per-audit table, read back from Parquet
+    lrp-audit validate conf/demo.yaml       # every check `run` makes (files, model, one sample), no run
+    lrp-audit verify audits/demo            # check a store's committed shards (--repair un-commits damaged)
+
+Relative paths in a config resolve against the config file's directory; paths typed on the
+command line (--output) against the working directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from flows.cli import export, report, run, spray, summary, verify
+from flows.interrupt import RunInterrupted
+from lrp_tasks.config import ConfigError
+
+
+def package_version() -> str:
+    try:
+        return version("lrp-audit")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lrp-audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add_parsers(sub)
+    summary.add_parser(sub)
+    report.add_parser(sub)
+    verify.add_parser(sub)
+    spray.add_parser(sub)
+    export.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RunInterrupted as exc:
+        print(
+            f"\nlrp-audit: {exc}; stopped every process of the run. Committed shards are kept: "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return exc.exit_code
+    except ConfigError as exc:
+        print(f"lrp-audit: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a readable last line instead of a bare traceback for expected failures
+        from lrp_tasks.cluster.pool import ClusterResourceError, ShardsFailedError, WorkerStartError
+        from lrp_tasks.store import AuditStoreError
+
+        if isinstance(
+            exc, ShardsFailedError | ClusterResourceError | WorkerStartError | AuditStoreError | FileNotFoundError
+        ):
+            print(f"lrp-audit: {exc}", file=sys.stderr)
+            return 1
+        if report.is_user_error(args, exc):
+            print(f"lrp-audit: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

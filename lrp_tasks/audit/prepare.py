@@ -1,0 +1,179 @@
+"""Prepare an audit once, in the driver: every check a run makes, and what workers need to start.
+
+``lrp-audit validate``, the command line's pre-flight and the flow's store preparation all call
+:func:`prepare_audit`, so a config that validates runs. It resolves the config's paths once, loads
+and checks the model once, explains one sample and fingerprints the dataset once, and returns a
+:class:`Preparation`: the driver's explainer and the small :class:`PreparedAudit` handed to every
+worker (the resolved config and the store's spec), from which a worker builds its analyzer and opens
+the existing store without probing or fingerprinting again.
+
+The checks: the schema (done when the config was loaded), the files and folders it names, the
+model (built, weights loaded strictly, accepted by the LRP engine with the composite), one sample
+read and explained (layer names of ``storage.layerwise`` and ``storage.crp``, CRP features, target
+class or k against the number of classes). Every failure is a ``ConfigError`` naming the config
+file and the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrp_tasks.audit.explainer import BatchExplainer, ShardExplainer
+from lrp_tasks.audit.identity import RESULT_NEUTRAL_FIELDS, audit_digest, dataset_fingerprint
+from lrp_tasks.config import AuditConfig, ConfigError, FieldError, canonical_json, check_files, resolve_paths
+from lrp_tasks.engine import GraphTraceError, InvalidRuleError, ModelCheckError, RuleLayerMismatchError
+from lrp_tasks.sources import DatasetError, ModelLoadError, load_model
+from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore
+from lrp_tasks.store.directory import is_audit_dir
+
+__all__ = [
+    "RESULT_NEUTRAL_FIELDS",
+    "Preparation",
+    "PreparedAudit",
+    "audit_digest",
+    "open_shard_explainer",
+    "prepare_audit",
+    "resolve_audit",
+]
+
+
+def resolve_audit(cfg: AuditConfig, root: str | Path | None = None) -> AuditConfig:
+    """The config with absolute local paths (model, data, output), resolved against ``root`` (the config
+    file's directory; None: the working directory), so any worker reads the same files."""
+    return resolve_paths(cfg, root)
+
+
+@dataclass(frozen=True)
+class PreparedAudit:
+    """What a worker needs to explain shards of a prepared audit: small, picklable, made once."""
+
+    config: AuditConfig
+    """The config with absolute local paths."""
+    spec: AuditSpec
+    """The store's spec: shapes found by the probe, identity (config digest, weights digest, dataset
+    fingerprint), the composite as printed."""
+
+    @property
+    def output(self) -> str:
+        return self.config.output
+
+    @property
+    def digest(self) -> str:
+        return self.spec.digest
+
+
+@dataclass
+class Preparation:
+    """The driver's result of :func:`prepare_audit`: the prepared audit, the driver's explainer (its model
+    loaded once) and, with a store mode, the created or reopened store."""
+
+    audit: PreparedAudit
+    explainer: BatchExplainer
+    source: str
+    store: AuditStore | None = None
+
+    @property
+    def spec(self) -> AuditSpec:
+        return self.audit.spec
+
+    @property
+    def config(self) -> AuditConfig:
+        return self.audit.config
+
+    def shard_explainer(self) -> ShardExplainer:
+        """Explain shards in this process with the driver's model (library use, tests, benchmarks)."""
+        if self.store is None:
+            raise ValueError("prepare_audit(..., store_mode='resume' or 'overwrite') opens the store to explain into")
+        return ShardExplainer(self.explainer, self.store)
+
+
+_HANDED_OVER: dict[str, Preparation] = {}
+"""Preparations kept for the next :func:`prepare_audit` of the same config in this process (``keep``):
+the command line checks a config before Prefect starts and hands the loaded model to the flow."""
+
+
+def prepare_audit(
+    cfg: AuditConfig,
+    *,
+    root: str | Path | None = None,
+    source: str | None = None,
+    store_mode: str | None = None,
+    device: str | None = None,
+    keep: bool = False,
+    before_load: Callable[[AuditConfig], None] | None = None,
+) -> Preparation:
+    """Run every check of an audit; with ``store_mode`` (``resume``/``overwrite``) also create or
+    reopen its store.
+
+    root: the directory relative paths resolve against (the config file's directory; None: the
+    working directory). source: how errors name the config (its file). keep: hand this preparation
+    to the next call for the same config in this process, which then loads nothing again.
+    before_load: called with the resolved config before the model loads (a check that should fail
+    fast, such as the command line's "is the output free")."""
+    source = source or f"audit config {cfg.name!r}"
+    try:
+        check_files(cfg, root=root, source=source)
+        resolved = resolve_audit(cfg, root)
+        if before_load is not None:
+            before_load(resolved)
+        key = canonical_json([resolved.model_dump(mode="json"), str(device)])
+        preparation = _HANDED_OVER.pop(key, None) or _prepare(resolved, source, device)
+        if keep:
+            _HANDED_OVER[key] = preparation
+        if store_mode is not None:
+            preparation.store = AuditStore.create_or_open(resolved.output, preparation.audit.spec, mode=store_mode)
+        return preparation
+    except ConfigError as exc:
+        raise ConfigError(source, exc.errors) from None
+    except (ModelLoadError, ModelCheckError, GraphTraceError) as exc:
+        raise ConfigError(source, [FieldError("model", _one_paragraph(exc))]) from None
+    except (InvalidRuleError, RuleLayerMismatchError) as exc:
+        raise ConfigError(source, [FieldError("composite", _one_paragraph(exc))]) from None
+    except DatasetError as exc:
+        raise ConfigError(source, [FieldError("dataset", _one_paragraph(exc))]) from None
+
+
+def _prepare(cfg: AuditConfig, source: str, device: str | None) -> Preparation:
+    """Load and check the model, explain one sample, fingerprint the dataset: the store's spec."""
+    explainer = BatchExplainer(cfg, load_model(cfg.model), device)
+    probe = explainer.probe()
+    dataset = explainer.dataset
+    spec = AuditSpec(
+        n_samples=len(dataset),
+        sample_shape=tuple(dataset.sample_shape),
+        n_classes=probe.n_classes,
+        shard_size=cfg.shard_size,
+        explanations_per_sample=explainer.k,
+        dtype=cfg.storage.dtype,
+        keep_input=cfg.storage.keep_input,
+        n_concepts=probe.n_concepts,
+        concept_ids=explainer.concept_ids,
+        layerwise=probe.layer_shapes,
+        metrics=explainer.metrics.curve_points,
+        config=cfg.model_dump(mode="json"),
+        operational=RESULT_NEUTRAL_FIELDS,  # the store's digest: audit_digest(cfg)
+        dataset=dataset_fingerprint(dataset, _cache_dir(cfg.output)),
+        weights_digest=explainer.weights_digest,
+        composite=repr(explainer.analyzer),
+        class_names=tuple(dataset.class_names) if dataset.class_names else None,
+    )
+    return Preparation(PreparedAudit(cfg, spec), explainer, source)
+
+
+def _cache_dir(output: str) -> str | None:
+    """The store's digest cache, when the output is already an audit directory (never write elsewhere)."""
+    return AuditLayout(output).cache_dir if "://" not in output and is_audit_dir(output) else None
+
+
+def _one_paragraph(exc: BaseException) -> str:
+    """The exception's message, indented under the field it is about when it spans lines."""
+    return str(exc).strip().replace("\n", "\n    ")
+
+
+def open_shard_explainer(
+    cfg: AuditConfig, *, root: str | Path | None = None, device: str | None = None, mode: str = "resume"
+) -> ShardExplainer:
+    """Prepare the audit and open its store in this process, ready to explain shards with the driver's
+    model: an audit without Ray or Prefect (library use, notebooks, tests, benchmarks)."""
+    return prepare_audit(cfg, root=root, device=device, store_mode=mode).shard_explainer()
