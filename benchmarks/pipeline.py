@@ -4,6 +4,7 @@ interleaved rounds, on the digits demo scaled up with jittered copies.
 
     .venv/bin/python benchmarks/pipeline.py                       # 21,564 samples (12 copies), 3 rounds
     .venv/bin/python benchmarks/pipeline.py --copies 4 --rounds 2 # quicker
+    .venv/bin/python benchmarks/pipeline.py --baseline ../before --flow-only   # this flow vs another commit's
 
 Variants, each a fresh subprocess per round, round-robin (so all see the same machine load):
 
@@ -117,8 +118,8 @@ def write_config(path: Path, output: Path, copies: int, workers: int) -> Path:
     return path
 
 
-def env() -> dict[str, str]:
-    out = {**os.environ, "PYTHONPATH": str(ROOT)}
+def env(root: Path = ROOT) -> dict[str, str]:
+    out = {**os.environ, "PYTHONPATH": str(root)}
     out.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     out.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     return out
@@ -147,15 +148,16 @@ def bare(config: Path, workers: int, processes: bool) -> dict[str, float]:
     return {"samples": samples, "wall": end - start, "steady": samples / (last - first), "fixed": first - start}
 
 
-def flow(config: Path, workers: int, prefect_home: Path) -> dict[str, float]:
+def flow(config: Path, workers: int, prefect_home: Path, root: Path = ROOT) -> dict[str, float]:
+    """``lrp-audit run`` of the code in ``root`` (this checkout, or a baseline checkout of another commit)."""
     start = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows", "run", str(config), "--workers", str(workers), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
-        env={**env(), "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "WARNING"},
+        cwd=root,
+        env={**env(root), "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "WARNING"},
     )
     memory = PeakMemory(proc.pid)
     out, err = proc.communicate()
@@ -181,22 +183,33 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=12, help="copies of the 1,797 digits (12 → 21,564)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add --detach DIR COMMIT): its flow runs interleaved "
+        "with this one's, and the fixed start cost of both is printed (before/after)",
+    )
+    parser.add_argument("--flow-only", action="store_true", help="leave out the bare loops (with --baseline)")
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {"bare threads": [], "bare processes": [], "flow": []}
+    results: dict[str, list[dict]] = {} if args.flow_only else {"bare threads": [], "bare processes": []}
+    results["flow"] = []
+    if args.baseline:
+        results["flow (baseline)"] = []
     with tempfile.TemporaryDirectory(prefix="lrp-bench-") as tmp:
         work = Path(tmp)
         for r in range(args.rounds):
             for name in results:
                 tag = f"{name.replace(' ', '-')}-{r}"
                 config = write_config(work / f"{tag}.yaml", work / tag, args.copies, args.workers)
-                if name == "flow":
-                    # a fresh Prefect home per round: every run pays the temporary server's start-up
-                    res = flow(config, args.workers, work / f"prefect-{r}")
+                if name.startswith("flow"):
+                    # a fresh Prefect home per run: every run pays the temporary server's start-up
+                    root = args.baseline.resolve() if name == "flow (baseline)" else ROOT
+                    res = flow(config, args.workers, work / f"prefect-{tag}", root)
                 else:
                     res = bare(config, args.workers, processes=name == "bare processes")
                 results[name].append(res)
                 print(
-                    f"round {r + 1} {name:<15} {res['samples']} samples: {res['samples'] / res['wall']:8,.0f} "
+                    f"round {r + 1} {name:<16} {res['samples']} samples: {res['samples'] / res['wall']:8,.0f} "
                     f"samples/s end to end, {res['steady']:8,.0f} steady, fixed start {res['fixed']:.1f} s",
                     flush=True,
                 )
@@ -211,10 +224,21 @@ def main() -> None:
         "bare threads": f"bare loop, 1 process x {w} threads",
         "bare processes": f"bare loop, {w} processes x 1 thread",
         "flow": f"lrp-audit run, {w} Ray workers x 1 thread",
+        "flow (baseline)": f"lrp-audit run of {args.baseline}",
     }
     for name, label in labels.items():
-        print(f"{label:<44}{med(name, 'e2e'):>12,.0f}{med(name, 'steady'):>10,.0f}{med(name, 'fixed'):>12.1f}s")
+        if name in results:
+            print(f"{label:<44}{med(name, 'e2e'):>12,.0f}{med(name, 'steady'):>10,.0f}{med(name, 'fixed'):>12.1f}s")
+    if args.baseline:
+        print(
+            f"fixed start: before (baseline) {med('flow (baseline)', 'fixed'):.1f} s, "
+            f"after {med('flow', 'fixed'):.1f} s; "
+            f"steady flow after / before {med('flow', 'steady') / med('flow (baseline)', 'steady'):.2f}, "
+            f"end to end {med('flow', 'e2e') / med('flow (baseline)', 'e2e'):.2f}"
+        )
     for base in ("bare threads", "bare processes"):
+        if base not in results:
+            continue
         print(
             f"flow / {base}: end to end {med('flow', 'e2e') / med(base, 'e2e'):.2f}, "
             f"steady {med('flow', 'steady') / med(base, 'steady'):.2f}"
