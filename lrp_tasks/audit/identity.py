@@ -34,6 +34,7 @@ RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "analysis",
     "model.path",
     "model.weights",
+    "model.module_dir",
     "dataset.path",
     "dataset.labels_path",
 )
@@ -46,7 +47,10 @@ computes: left out of the config digest, so a store resumes with them changed.
 * ``analysis``: SpRAy runs after the shards and keeps its own digest in ``analysis/spray``;
 * ``model.path``, ``model.weights``, ``dataset.path``, ``dataset.labels_path``: file locations, whose
   *contents* are part of the identity instead (the weights digest, the dataset fingerprint), so moving
-  the files resumes and replacing them is refused.
+  the files resumes and replacing them is refused;
+* ``model.module_dir``: where a builder's module is imported from (the config file's directory when not
+  given), so moving the project resumes. A builder's code is not fingerprinted, moved or edited in place
+  (its weights are).
 
 This is the only list: the digest a run records, the store's check on resume and the fields it names
 when refusing all use it."""
