@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/train_planted.py [--data data/planted/digits32_stamped.npz] [--epochs 15]
 
-Deterministic (fixed seeds, one thread, deterministic algorithms), CPU, well under two minutes.
+Deterministic (the shared loop of ``lrp_tasks.models.training``: fixed seeds, one thread,
+deterministic algorithms), CPU, well under two minutes.
 Trains on the training split of the planted dataset (scripts/make_planted.py), then measures on
 the test split how much the model relies on the stamp:
 
@@ -22,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lrp_tasks.models.planted import STAMP_CLASS, apply_stamp, build_planted_cnn, remove_stamp  # noqa: E402
+from lrp_tasks.models.training import TrainingSpec, print_loss, save_weights, train_classifier  # noqa: E402
 
-SEED = 0
+BUILDER = "lrp_tasks.models.planted:build_planted_cnn"
 DEFAULT_DATA = ROOT / "data" / "planted" / "digits32_stamped.npz"
 DEFAULT_OUT = ROOT / "models" / "planted_cnn.safetensors"
 
@@ -48,33 +49,6 @@ def as_input(images: np.ndarray) -> torch.Tensor:
 def probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     model.eval()
     return torch.softmax(model(x), dim=1).numpy()
-
-
-def train(data: dict[str, np.ndarray], epochs: int, batch_size: int = 32, lr: float = 3e-3) -> nn.Module:
-    torch.manual_seed(SEED)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    train_rows = data["split"] == 0
-    x = as_input(data["x"][train_rows])
-    y = torch.from_numpy(data["y"][train_rows])
-    model = build_planted_cnn()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(x) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(SEED)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[batch]), y[batch])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        print(f"epoch {epoch + 1:3d}  loss {loss.item():.4f}")
-    return model.eval()
 
 
 def stamp_reliance(model: nn.Module, data: dict[str, np.ndarray]) -> dict[str, float]:
@@ -107,19 +81,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
     data = load(args.data)
-    model = train(data, args.epochs)
+    spec = TrainingSpec(epochs=args.epochs, batch_size=32, lr=3e-3)
+    train_rows = data["split"] == 0
+    x, y = as_input(data["x"][train_rows]), torch.from_numpy(data["y"][train_rows])
+    model = train_classifier(build_planted_cnn, x, y, spec, on_epoch=print_loss)
     reliance = stamp_reliance(model, data)
     print(json.dumps(reliance, indent=2))
-    info = {
-        "builder": "lrp_tasks.models.planted:build_planted_cnn",
-        "epochs": args.epochs,
-        "seed": SEED,
-        "torch": torch.__version__,
-        **reliance,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(args.out), metadata={"lrp_audit": json.dumps(info, sort_keys=True)})
+    save_weights(model, args.out, builder=BUILDER, spec=spec, info=reliance)
     print(f"wrote {args.out}")
 
 

@@ -19,11 +19,20 @@ def pytest_configure(config) -> None:
         "markers",
         "requires_tool(*names, install=None): needs a system executable; skips where absent, fails with CI=true",
     )
+    config.addinivalue_line(
+        "markers",
+        "requires_venv(name): needs a reference environment (tests/reference_venv.py); skips where absent, "
+        "fails with CI=true",
+    )
 
 
 def pytest_runtest_setup(item) -> None:
-    """Before any fixture: a test marked ``requires_tool`` skips (or fails in CI) without its tool."""
+    """Before any fixture: a test marked ``requires_tool`` (``requires_venv``) skips, or fails in CI,
+    without its tool (reference environment)."""
+    from tests.reference_venv import require_venv
     from tests.system_tools import require_tool
 
     for mark in item.iter_markers("requires_tool"):
         require_tool(*mark.args, install=mark.kwargs.get("install"))
+    for mark in item.iter_markers("requires_venv"):
+        require_venv(*mark.args)

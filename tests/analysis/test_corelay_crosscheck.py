@@ -1,8 +1,9 @@
 """SpRAy's eigenvalues equal CoRelAy 1.0's SpectralEmbedding on the demo audit's classes.
 
 Same preprocessing (our pooled, L2-normalized rows are handed to both), same 10 neighbours, same 32
-eigenvalues. CoRelAy runs in .venv-corelay (``bash scripts/setup.sh --with-corelay``); without it the
-test is skipped, saying so.
+eigenvalues. CoRelAy runs in .venv-corelay (``bash scripts/setup.sh --with-corelay``, or
+``--with-references``); without it the test is skipped, saying so (with ``CI=true`` it fails:
+tests/reference_venv.py).
 
 CoRelAy's ``EigenDecomposition`` asks ARPACK for the eigenvalues of largest *magnitude* of
 D^-1/2 A D^-1/2 (``which="LM"``, its default) and returns one minus them. On these graphs that
@@ -14,8 +15,6 @@ the bottom of the spectrum (those ≤ 1)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,11 @@ from lrp_tasks.analysis.maps import read_class_rows, samples_by_class
 from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 from lrp_tasks.config import load_config
 from lrp_tasks.store import open_audit
+from tests.reference_venv import needs_venv, run_in_venv
 
 ROOT = Path(__file__).resolve().parents[2]
-CORELAY_PYTHON = ROOT / ".venv-corelay" / "bin" / "python"
 
-pytestmark = pytest.mark.skipif(
-    not CORELAY_PYTHON.exists() and os.environ.get("CI") != "true",
-    reason="CoRelAy cross-check needs .venv-corelay: run `bash scripts/setup.sh --with-corelay`",
-)
+pytestmark = needs_venv("corelay")
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +56,14 @@ def test_eigenvalues_equal_corelay_on_every_demo_class(demo_audit, tmp_path):
         ours[f"class_{cls}"] = laplacian_eigenpairs(graph, 32)[0]
     assert len(rows) == 10
     np.savez(tmp_path / "rows.npz", **rows)
-    proc = subprocess.run(
-        [
-            str(CORELAY_PYTHON),
-            str(ROOT / "tests" / "analysis" / "corelay_eigenvalues.py"),
-            str(tmp_path / "rows.npz"),
-            str(tmp_path / "theirs.npz"),
-        ],
-        capture_output=True,
-        text=True,
+    run_in_venv(
+        "corelay",
+        ROOT / "tests" / "analysis" / "corelay_eigenvalues.py",
+        str(tmp_path / "rows.npz"),
+        str(tmp_path / "theirs.npz"),
         timeout=600,
+        project_on_path=False,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(tmp_path / "theirs.npz") as theirs:
         for key, values in ours.items():
             np.testing.assert_allclose(values, theirs[key + ":LA"], atol=1e-6, rtol=0, err_msg=key)

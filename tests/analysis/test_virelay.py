@@ -1,5 +1,6 @@
 """``lrp-audit export virelay``: the files open with ViRelAy's own loader (``virelay.model.Project``,
-run in .venv-virelay, created by ``bash scripts/setup.sh --with-virelay``; skipped without it) and
+run in .venv-virelay, created by ``bash scripts/setup.sh --with-virelay`` or ``--with-references``;
+skipped without it, failed with ``CI=true``: tests/reference_venv.py) and
 hold the audit's inputs, maps, logits and SpRAy results."""
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ from flows.cli import main
 from lrp_tasks.analysis import SpraySpec, read_spray, run_spray
 from lrp_tasks.store import open_audit
 from tests.analysis.spray_helpers import maps_for, write_audit
+from tests.reference_venv import needs_venv, run_in_venv
 
 ROOT = Path(__file__).resolve().parents[2]
-VIRELAY_PYTHON = ROOT / ".venv-virelay" / "bin" / "python"
-needs_virelay = pytest.mark.skipif(
-    not VIRELAY_PYTHON.exists() and os.environ.get("CI") != "true",
-    reason="ViRelAy loader check needs .venv-virelay: run `bash scripts/setup.sh --with-virelay`",
-)
+needs_virelay = needs_venv("virelay")
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +37,14 @@ def exported(tmp_path_factory):
 @needs_virelay
 def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path):
     audit, viewer = exported
-    proc = subprocess.run(
-        [
-            str(VIRELAY_PYTHON),
-            str(ROOT / "tests" / "analysis" / "virelay_load.py"),
-            str(viewer / "project.yaml"),
-            str(tmp_path / "read.npz"),
-        ],
-        capture_output=True,
-        text=True,
+    run_in_venv(
+        "virelay",
+        ROOT / "tests" / "analysis" / "virelay_load.py",
+        str(viewer / "project.yaml"),
+        str(tmp_path / "read.npz"),
         timeout=300,
+        project_on_path=False,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     read = dict(np.load(tmp_path / "read.npz"))
     meta = json.loads((tmp_path / "read.npz.json").read_text())
 

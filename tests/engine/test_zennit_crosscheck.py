@@ -5,33 +5,19 @@ composites conserve relevance on torchvision architectures."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ZENNIT_PYTHON = ROOT / ".venv-zennit" / "bin" / "python"
+from tests.reference_venv import needs_venv, run_json_lines
+
+pytestmark = needs_venv("zennit")
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 """Relative to max |R| of each sample."""
 
 
 def run_script(name: str, *args: str, timeout: int = 1800) -> list[dict]:
-    if not ZENNIT_PYTHON.exists():
-        pytest.skip("zennit environment missing: run `bash scripts/setup.sh --with-zennit` (CI does)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [str(ZENNIT_PYTHON), str(Path(__file__).with_name(name)), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return run_json_lines("zennit", Path(__file__).with_name(name), *args, timeout=timeout)
 
 
 @pytest.mark.integration

@@ -1,7 +1,7 @@
 """Cross-check against zennit 1.0, run by test_zennit_crosscheck.py inside .venv-zennit.
 
 zennit imports torchvision, which cannot load beside the project's torch 2.13 CPU wheel, so this
-script runs in its own environment (scripts/setup.sh --with-zennit) and imports the engine from
+script runs in its own environment (scripts/setup.sh --with-references) and imports the engine from
 the source tree (the engine is pure torch). Models: the seed CNN and torchvision ResNets
 (BasicBlock and Bottleneck; zennit canonizes them with its ResNetCanonizer, we with ``canonize``).
 Methods: the five presets in ``convention="zennit"`` and gradient×input. Precisions: float32 and

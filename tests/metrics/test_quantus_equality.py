@@ -10,8 +10,6 @@ reference script makes float64)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +24,18 @@ from lrp_tasks.store import open_audit
 from tests.digits_audit import ROOT, digits_audit_config
 from tests.metrics import models
 from tests.metrics.test_perturbation import digits_model
+from tests.reference_venv import needs_venv, run_in_venv
 
-QUANTUS_PYTHON = ROOT / ".venv-quantus" / "bin" / "python"
+pytestmark = needs_venv("quantus")
 N = 64
 RP = {"patch_size": 2, "steps": 16}
 PF_STEPS = 64  # every pixel of an 8×8 digit: Quantus's PixelFlipping always flips them all
 
 
 def quantus_curves(tmp_path: Path, model: str, weights: Path, x, a, y, jobs: list[dict]) -> dict[str, np.ndarray]:
-    if not QUANTUS_PYTHON.exists():
-        pytest.skip("Quantus environment missing: run `bash scripts/setup.sh --with-quantus` (--with-zennit does too)")
     src, dst = tmp_path / f"{model}-in.npz", tmp_path / f"{model}-out.npz"
     np.savez(src, x=x, a=a, y=y, model=model, weights=str(weights), jobs=json.dumps(jobs))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [str(QUANTUS_PYTHON), str(Path(__file__).with_name("quantus_reference.py")), str(src), str(dst)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_in_venv("quantus", Path(__file__).with_name("quantus_reference.py"), str(src), str(dst), timeout=600)
     out = dict(np.load(dst))
     assert str(out.pop("quantus_version")) == "0.6.0"
     return out
