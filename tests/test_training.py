@@ -1,6 +1,6 @@
 """lrp_tasks.models.training, the one training loop of scripts/train_*.py: it imports only torch and
-numpy, and a run is repeatable to the byte. (That the scripts still write the committed weights is
-tests/analysis/test_planted.py::test_training_is_deterministic.)"""
+numpy, and a run is repeatable to the byte. (That a training script repeats to the byte and gives a
+model that behaves like the committed one is tests/analysis/test_planted.py::test_training_is_deterministic.)"""
 
 from __future__ import annotations
 

@@ -69,16 +69,27 @@ def test_the_model_uses_the_stamp(data, model):
 
 
 @pytest.mark.integration
-def test_training_is_deterministic(tmp_path):
-    """Retraining with the committed script gives the committed weights, byte for byte."""
-    out = tmp_path / "planted.safetensors"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_planted.py"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_training_is_deterministic(tmp_path, data, model):
+    """Retraining with the committed script repeats to the byte on a machine, and gives a model that
+    behaves as the committed one. The committed bytes themselves come back only on a CPU with the same
+    kernels (AVX2 vs AVX-512 change float round-off in training), so they are not what is asserted."""
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
-    assert digest(out) == digest(WEIGHTS)
+    outs = [tmp_path / f"planted-{i}.safetensors" for i in range(2)]
+    for out in outs:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "train_planted.py"), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert digest(outs[0]) == digest(outs[1])
+    retrained = build_planted_cnn()
+    retrained.load_state_dict(load_file(str(outs[0])))
+    retrained.eval()
+    test = data["split"] == 1
+    accuracy = {m: (predict(net, data["x"][test]).argmax(1) == data["y"][test]).mean() for m, net in
+                (("committed", model), ("retrained", retrained))}
+    assert abs(accuracy["retrained"] - accuracy["committed"]) < 0.01, accuracy
+    test_the_model_uses_the_stamp(data, retrained)  # it learned the planted shortcut, like the committed one
