@@ -547,18 +547,3 @@ RULES: dict[str, type[LRPRule]] = {
     "LayerNorm": LayerNormRule,
 }
 """Rule names as configs write them → classes: the one table the config schema builds rules from."""
-
-ALL_RULES: tuple[type[LRPRule], ...] = (
-    ZeroRule,
-    EpsilonRule,
-    GammaRule,
-    GeneralizedGammaRule,
-    ZPlusRule,
-    AlphaBetaRule,
-    ZBoxRule,
-    WSquareRule,
-    FlatRule,
-    PassRule,
-    GradientRule,
-    LayerNormRule,
-)
