@@ -605,8 +605,8 @@ RULES: dict[str, type[LRPRule]] = {
     "WSquare": WSquareRule,
     "Flat": FlatRule,
     "Pass": PassRule,
-    "Gradient": GradientRule,
     "LayerNorm": LayerNormRule,
+    "Gradient": GradientRule,
 }
 """Rule names as configs write them → classes: the one table of rules. The config schema derives
 each rule's spec from its class's constructor, and ``lrp_tasks.engine`` exports every class."""
