@@ -115,7 +115,7 @@ def _hints(rule: type) -> dict[str, Any]:
         return {}
 
 
-def _description(name: str, rule: type) -> str:
+def _description(rule: type) -> str:
     doc = (rule.__doc__ or "").strip().split("\n\n")[0]
     return f"{' '.join(doc.split())} (``{rule.__name__}``)" if doc else f"``{rule.__name__}``"
 
@@ -152,7 +152,7 @@ def spec_of(name: str, rule: type) -> type[_RuleSpec]:
 
         hints = _hints(rule)
         fields: dict[str, Any] = {"kind": (Literal[name], ...)}
-        for p in constructor_signature(rule).parameters.values():  # type: ignore[arg-type]
+        for p in constructor_signature(rule).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             annotation = PARAMETER_TYPES.get(p.name) or _config_type(hints.get(p.name, p.annotation))
@@ -168,7 +168,7 @@ def spec_of(name: str, rule: type) -> type[_RuleSpec]:
             f"{name}Spec",
             __base__=_RuleSpec,
             __module__=__name__,
-            __doc__=_description(name, rule),
+            __doc__=_description(rule),
             __validators__=validators,
             **fields,
         )
