@@ -71,6 +71,10 @@ def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
             if len(members) == 1:
                 annotation = members[0]
                 continue
+        tagged_union = getattr(annotation, "tagged_union", None)
+        if callable(tagged_union):  # a union made when validating (``rules.AnyRuleSpec``)
+            annotation = tagged_union()
+            continue
         return annotation, metadata
 
 

@@ -3,90 +3,36 @@
 A rule is written in its canonical form ``{kind: Epsilon, epsilon: 0.01}``, or with two
 shorthands that are normalised to it: a bare name (``ZPlus``) and a one-key mapping
 (``{Epsilon: {epsilon: 0.01}}``). Names are the keys of the engine's rule table
-(``lrp_tasks.engine.RULES``, name → class); each spec's fields are exactly that class's keyword
-arguments, so building the engine object is ``RULES[kind](**params)`` (a test keeps the two
-tables in step).
+(``lrp_tasks.engine.RULES``, name → class), read when a config is validated; each rule's spec is
+derived from its class's constructor (its fields are exactly the keyword arguments, with their
+defaults), so building the engine object is ``RULES[kind](**params)`` and a rule added to the
+table needs nothing here. Parameters are validated by their name where the name has a meaning
+across rules (``PARAMETER_TYPES``: stabilizers, ε, γ, α and β are >= 0, bounds are numbers or
+nested lists; α − β = 1 and the bounds' order are checked where both are parameters), otherwise
+by their annotation (bool, int, float, str).
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, StrictInt, TypeAdapter, create_model, model_validator
+from pydantic_core import core_schema
 
-from .base import Bool, NonNegativeFloat, NumberOrNested, StrictModel, invalid
-
-DEFAULT_STABILIZER = 1e-9
+from .base import Bool, Float, NonNegativeFloat, NumberOrNested, StrictModel, invalid
 
 
 class _RuleSpec(StrictModel):
+    """Base of the rule specs (one per rule of the engine's table, see ``spec_of``)."""
+
     def engine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the engine's rule class."""
         return self.model_dump(exclude={"kind"})
-
-
-class ZeroSpec(_RuleSpec):
-    """LRP-0 (``ZeroRule``)."""
-
-    kind: Literal["Zero"]
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-
-class EpsilonSpec(_RuleSpec):
-    """LRP-ε (``EpsilonRule``)."""
-
-    kind: Literal["Epsilon"]
-    epsilon: NonNegativeFloat = 1e-6
-    zero_bias: Bool = False
-
-
-class GammaSpec(_RuleSpec):
-    """LRP-γ (``GammaRule``)."""
-
-    kind: Literal["Gamma"]
-    gamma: NonNegativeFloat = 0.25
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-
-class GeneralizedGammaSpec(_RuleSpec):
-    """zennit's Gamma, defined for inputs of any sign (``GeneralizedGammaRule``)."""
-
-    kind: Literal["GeneralizedGamma"]
-    gamma: NonNegativeFloat = 0.25
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-
-class ZPlusSpec(_RuleSpec):
-    """z⁺ (``ZPlusRule``)."""
-
-    kind: Literal["ZPlus"]
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-
-class AlphaBetaSpec(_RuleSpec):
-    """LRP-αβ (``AlphaBetaRule``); α − β must be 1 or relevance is not conserved."""
-
-    kind: Literal["AlphaBeta"]
-    alpha: NonNegativeFloat = 2.0
-    beta: NonNegativeFloat = 1.0
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-    @model_validator(mode="after")
-    def _conserving(self) -> AlphaBetaSpec:
-        # same tolerance as the engine's AlphaBetaRule, so the config never accepts what it refuses
-        if abs((self.alpha - self.beta) - 1.0) > 1e-12:
-            raise invalid(
-                "alpha_beta",
-                f"AlphaBeta needs alpha - beta = 1 to conserve relevance, got alpha={self.alpha}, beta={self.beta}",
-            )
-        return self
 
 
 def require_bounds(data: Any, owner: str) -> Any:
@@ -115,77 +61,181 @@ def check_bounds(low: Any, high: Any, owner: str) -> None:
         raise invalid("bounds_order", f"{owner}: low must be <= high everywhere")
 
 
-class ZBoxSpec(_RuleSpec):
-    """z^B for the input layer (``ZBoxRule``): inputs lie in [low, high]; per-channel bounds are
-    nested lists of shape (C, 1, 1)."""
+# -- rule specs, derived from the engine's rule table ----------------------------------------------
 
-    kind: Literal["ZBox"]
-    low: NumberOrNested
-    high: NumberOrNested
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-    zero_bias: Bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _has_bounds(cls, data: Any) -> Any:
-        return require_bounds(data, "ZBox")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ZBoxSpec:
-        check_bounds(self.low, self.high, "ZBox")
-        return self
-
-
-class WSquareSpec(_RuleSpec):
-    """w² (``WSquareRule``)."""
-
-    kind: Literal["WSquare"]
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-
-
-class FlatSpec(_RuleSpec):
-    """Flat (``FlatRule``)."""
-
-    kind: Literal["Flat"]
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-
-
-class PassSpec(_RuleSpec):
-    """Relevance passed through unchanged (``PassRule``)."""
-
-    kind: Literal["Pass"]
-
-
-class LayerNormSpec(_RuleSpec):
-    """LayerNorm with σ held constant (``LayerNormRule``)."""
-
-    kind: Literal["LayerNorm"]
-    stabilizer: NonNegativeFloat = DEFAULT_STABILIZER
-
-
-class GradientSpec(_RuleSpec):
-    """The plain gradient (``GradientRule``)."""
-
-    kind: Literal["Gradient"]
-
-
-RULE_SPECS: dict[str, type[_RuleSpec]] = {
-    spec.model_fields["kind"].annotation.__args__[0]: spec  # type: ignore[union-attr]
-    for spec in (
-        ZeroSpec,
-        EpsilonSpec,
-        GammaSpec,
-        GeneralizedGammaSpec,
-        ZPlusSpec,
-        AlphaBetaSpec,
-        ZBoxSpec,
-        WSquareSpec,
-        FlatSpec,
-        PassSpec,
-        LayerNormSpec,
-        GradientSpec,
-    )
+PARAMETER_TYPES: dict[str, Any] = {
+    "stabilizer": NonNegativeFloat,
+    "epsilon": NonNegativeFloat,
+    "gamma": NonNegativeFloat,
+    "alpha": NonNegativeFloat,
+    "beta": NonNegativeFloat,
+    "low": NumberOrNested,
+    "high": NumberOrNested,
 }
+"""Config types of rule parameters by name, in every rule that has them (their meaning is shared,
+see ``base.COMMON_FIELD_DOCS``); other parameters are typed from their annotation."""
+
+_ANNOTATION_TYPES: dict[Any, Any] = {bool: Bool, int: StrictInt, float: Float, str: str}
+
+
+def _engine_rules() -> dict[str, type]:
+    from lrp_tasks.engine.rules import RULES  # config -> engine; imported on use (it imports torch)
+
+    return RULES
+
+
+def _config_type(annotation: Any) -> Any:
+    """The config type of a constructor parameter annotated `annotation`: bool, int, float and str
+    strictly, a tensor as a number or nested lists, ``X | None`` as optional; ``Any`` otherwise."""
+    from torch import Tensor
+
+    if isinstance(annotation, str):  # an annotation the rule's module could not resolve
+        annotation = {t.__name__: t for t in _ANNOTATION_TYPES}.get(annotation.strip(), Any)
+    if annotation in _ANNOTATION_TYPES:
+        return _ANNOTATION_TYPES[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, Tensor):
+        return NumberOrNested
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is Union:
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        optional = len(members) < len(typing.get_args(annotation))
+        if len(members) == 1:
+            inner = _config_type(members[0])
+        elif any(isinstance(m, type) and issubclass(m, Tensor) for m in members):
+            inner = NumberOrNested
+        else:
+            return Any
+        return inner | None if optional and inner is not Any else inner
+    return Any
+
+
+def _hints(rule: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(rule.__init__)
+    except Exception:  # names the rule's module cannot resolve: keep the annotations as written
+        return {}
+
+
+def _description(rule: type) -> str:
+    doc = (rule.__doc__ or "").strip().split("\n\n")[0]
+    return f"{' '.join(doc.split())} (``{rule.__name__}``)" if doc else f"``{rule.__name__}``"
+
+
+def _bounds_given(cls: type, data: Any) -> Any:
+    return require_bounds(data, cls.model_fields["kind"].annotation.__args__[0])
+
+
+def _bounds_ordered(spec: Any) -> Any:
+    if spec.low is not None and spec.high is not None:
+        check_bounds(spec.low, spec.high, spec.kind)
+    return spec
+
+
+def _conserving(spec: Any) -> Any:
+    # same tolerance as the engine's AlphaBetaRule, so the config never accepts what it refuses
+    if abs((spec.alpha - spec.beta) - 1.0) > 1e-12:
+        raise invalid(
+            "alpha_beta",
+            f"{spec.kind} needs alpha - beta = 1 to conserve relevance, got alpha={spec.alpha}, beta={spec.beta}",
+        )
+    return spec
+
+
+_SPECS: dict[tuple[str, type], type[_RuleSpec]] = {}
+
+
+def spec_of(name: str, rule: type) -> type[_RuleSpec]:
+    """The config spec of the engine rule `rule` registered as `name`: ``kind: Literal[name]`` and
+    one field per parameter of the class's constructor, with its default (made once per class)."""
+    key = (name, rule)
+    if key not in _SPECS:
+        from lrp_tasks.engine.rules import constructor_signature
+
+        hints = _hints(rule)
+        fields: dict[str, Any] = {"kind": (Literal[name], ...)}
+        for p in constructor_signature(rule).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            annotation = PARAMETER_TYPES.get(p.name) or _config_type(hints.get(p.name, p.annotation))
+            fields[p.name] = (annotation, ... if p.default is p.empty else p.default)
+        validators: dict[str, Any] = {}
+        if {"low", "high"} <= fields.keys():
+            if fields["low"][1] is ... and fields["high"][1] is ...:
+                validators["_has_bounds"] = model_validator(mode="before")(_bounds_given)
+            validators["_ordered"] = model_validator(mode="after")(_bounds_ordered)
+        if {"alpha", "beta"} <= fields.keys():
+            validators["_conserving"] = model_validator(mode="after")(_conserving)
+        _SPECS[key] = create_model(  # type: ignore[call-overload]
+            f"{name}Spec",
+            __base__=_RuleSpec,
+            __module__=__name__,
+            __doc__=_description(rule),
+            __validators__=validators,
+            **fields,
+        )
+    return _SPECS[key]
+
+
+class _RuleSpecs(Mapping[str, type[_RuleSpec]]):
+    """Rule name → config spec, for the rules of the engine's table as it is when read."""
+
+    def __getitem__(self, name: str) -> type[_RuleSpec]:
+        return spec_of(name, _engine_rules()[name])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in _engine_rules()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_engine_rules()))
+
+    def __len__(self) -> int:
+        return len(_engine_rules())
+
+    def __repr__(self) -> str:
+        return f"RULE_SPECS({dict(self)!r})"
+
+
+RULE_SPECS: Mapping[str, type[_RuleSpec]] = _RuleSpecs()
+"""Rule name → spec class (``RULE_SPECS["Epsilon"]`` is ``EpsilonSpec``), from the engine's table."""
+
+
+def __getattr__(name: str) -> Any:
+    """``EpsilonSpec``, ``ZBoxSpec``...: the spec of each rule of the table (so specs pickle)."""
+    if name.endswith("Spec") and name[: -len("Spec")] in RULE_SPECS:
+        return RULE_SPECS[name[: -len("Spec")]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_ADAPTERS: dict[tuple[tuple[str, type], ...], TypeAdapter[Any]] = {}
+
+
+def _adapter() -> TypeAdapter[Any]:
+    """A validator of the union of every rule spec, discriminated by ``kind``."""
+    table = tuple(_engine_rules().items())
+    if table not in _ADAPTERS:
+        specs = tuple(spec_of(name, rule) for name, rule in table)
+        union: Any = Annotated[Union[specs], Field(discriminator="kind")] if len(specs) > 1 else specs[0]  # noqa: UP007
+        _ADAPTERS.clear()  # the table changed (a rule was registered): the old union is stale
+        _ADAPTERS[table] = TypeAdapter(union)
+    return _ADAPTERS[table]
+
+
+class AnyRuleSpec:
+    """The spec of any rule of the engine's table, which is read when a rule is validated (so a
+    rule registered at run time is accepted): a union of ``RULE_SPECS`` discriminated by ``kind``.
+    Its JSON schema is that union's, for the rules in the table when the schema is made."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(lambda value: _adapter().validate_python(value))
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: Any) -> Any:
+        return handler(_adapter().core_schema)
+
+    @staticmethod
+    def tagged_union() -> Any:
+        """The union it stands for now (``config.errors`` reads field paths through it)."""
+        return Union[tuple(RULE_SPECS.values())]  # noqa: UP007
 
 
 def suggestion(name: str, known: list[str]) -> str:
@@ -235,22 +285,7 @@ def normalise_rule(value: Any) -> Any:
     )
 
 
-RuleSpec = Annotated[
-    ZeroSpec
-    | EpsilonSpec
-    | GammaSpec
-    | GeneralizedGammaSpec
-    | ZPlusSpec
-    | AlphaBetaSpec
-    | ZBoxSpec
-    | WSquareSpec
-    | FlatSpec
-    | PassSpec
-    | LayerNormSpec
-    | GradientSpec,
-    Field(discriminator="kind"),
-    BeforeValidator(normalise_rule),
-]
+RuleSpec = Annotated[AnyRuleSpec, BeforeValidator(normalise_rule)]
 """Any rule; accepts the canonical form and both shorthands."""
 
 

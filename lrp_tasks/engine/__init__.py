@@ -50,25 +50,7 @@ from .presets import (
     EpsilonPlus,
     EpsilonPlusFlat,
 )
-from .rules import (
-    RULES,
-    AlphaBetaRule,
-    EpsilonRule,
-    FlatRule,
-    GammaRule,
-    GeneralizedGammaRule,
-    GradientRule,
-    InvalidRuleError,
-    LayerNormRule,
-    LRPRule,
-    PassRule,
-    RuleLayerMismatchError,
-    WSquareRule,
-    ZBoxRule,
-    ZeroRule,
-    ZPlusRule,
-    stabilize,
-)
+from .rules import RULES, InvalidRuleError, LRPRule, RuleLayerMismatchError, register_rule, stabilize
 from .selection import TopK
 from .tracing import GraphTraceError, build_plan, trace
 
@@ -80,7 +62,6 @@ __all__ = [
     "RULES",
     "Activation",
     "Add",
-    "AlphaBetaRule",
     "AvgPooling",
     "Cat",
     "Composite",
@@ -90,20 +71,15 @@ __all__ = [
     "EpsilonGammaBox",
     "EpsilonPlus",
     "EpsilonPlusFlat",
-    "EpsilonRule",
     "Explanation",
     "FirstLayerMap",
     "FirstLayerTypeMap",
     "FirstMatchTypeMap",
     "FirstNTypeMap",
-    "FlatRule",
     "Function",
     "FunctionStep",
-    "GammaRule",
-    "GeneralizedGammaRule",
     "GlobalMap",
     "GlobalTypeMap",
-    "GradientRule",
     "GraphTraceError",
     "IndexedFeatures",
     "InvalidRuleError",
@@ -113,11 +89,9 @@ __all__ = [
     "LastLayerTypeMap",
     "LayerContext",
     "LayerMap",
-    "LayerNormRule",
     "MaxPooling",
     "ModelCheckError",
     "NameMap",
-    "PassRule",
     "Plan",
     "Primitive",
     "RangeMap",
@@ -130,10 +104,6 @@ __all__ = [
     "TopK",
     "TopNFeatures",
     "UnmatchedSelectorError",
-    "WSquareRule",
-    "ZBoxRule",
-    "ZPlusRule",
-    "ZeroRule",
     "analyze",
     "build_plan",
     "canonize",
@@ -144,7 +114,13 @@ __all__ = [
     "fuse_batchnorm",
     "inference_mode",
     "named_leaf_layers",
+    "register_rule",
     "stabilize",
     "strip_softmax",
     "trace",
 ]
+
+# every rule of the engine's table, under its class name (ZeroRule, EpsilonRule, ...): RULES is the
+# one list of rules, so a rule added there is exported without another edit
+globals().update({rule.__name__: rule for rule in RULES.values()})
+__all__ += sorted(rule.__name__ for rule in RULES.values())

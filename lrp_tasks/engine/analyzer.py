@@ -27,7 +27,7 @@ from .functional import FunctionRecord, FunctionStep, Ignored, record_function
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step
 from .rules import LRPRule, RuleLayerMismatchError
 from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
-from .tracing import build_plan, named_leaf_layers
+from .tracing import build_plan
 
 
 class ConservationWarning(UserWarning):
@@ -406,7 +406,3 @@ def analyze(
     puts the logit's value there (zennit-crp, captum). Returns an :class:`Explanation`."""
     return analyzer.analyze(x, selection, layerwise_relevances=layerwise_relevances, seed=seed)
 
-
-def named_layers_of(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The flattened, named layers an analyzer of a sequential `model` would see."""
-    return list(named_leaf_layers(model))

@@ -8,15 +8,26 @@ modified-gradient rule of the spec, ``z = ρ(W)·ã + ρ(b)``, ``s = R / stab(z)
 
 Writing a new rule::
 
-    class MyRule(LRPRule):
+    class AbsRule(LRPRule):
+        def __init__(self, stabilizer: float = 1e-9) -> None:
+            self.stabilizer = stabilizer
+
         def modify_parameter(self, param, name):
             return param.abs()
+
+    register_rule("Abs", AbsRule)   # configs may now write {kind: Abs, stabilizer: 1e-6}
+
+A rule's repr and equality come from the arguments its constructor was called with (recorded by
+the base class), so a rule never writes them.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import Tensor, nn
@@ -146,39 +157,118 @@ class LRPRule:
         s = relevance / self.modify_denominator(z)
         return ctx.vjp(weight, s, a).mul_(a)
 
-    # -- printing ---------------------------------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        """Constructor arguments that differ from their defaults, read back from attributes of the
-        same name (so a new rule gets its repr and equality without writing them)."""
-        params: dict[str, Any] = {}
-        for name, p in list(inspect.signature(type(self).__init__).parameters.items())[1:]:
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or not hasattr(self, name):
-                continue
-            value = getattr(self, name)
-            if isinstance(value, Tensor):
-                value = value.item() if value.numel() == 1 else value.flatten().tolist()
-            if p.default is p.empty or value != p.default:
-                params[name] = value
-        return params
+    # -- printing and comparing: from the constructor's arguments ----------------------------
+    #: constructor parameters the repr shows even at their default value (a rule's defining
+    #: parameters, e.g. ε: ``EpsilonRule(epsilon=1e-06)``); other defaults are left out
+    shown_defaults: ClassVar[tuple[str, ...]] = ()
+
+    #: the arguments of the constructor call that made this rule, defaults filled in (set by the
+    #: ``__init__`` wrapper that ``__init_subclass__`` puts around every rule's own constructor)
+    _arguments: Mapping[str, Any] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not hasattr(init, "_rule_signature"):
+            cls.__init__ = _recording(init)  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"{type(self).__name__}({args})"
+        parameters = constructor_signature(type(self)).parameters
+        var_positional = any(p.kind is p.VAR_POSITIONAL and self._arguments.get(n) for n, p in parameters.items())
+        args: list[str] = []
+        for name, value in self._arguments.items():
+            p = parameters.get(name)
+            if p is None or p.kind is p.POSITIONAL_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and var_positional):
+                args.append(repr(_shown(value)))
+            elif p.kind is p.VAR_POSITIONAL:
+                args += [repr(_shown(v)) for v in value]
+            elif p.kind is p.VAR_KEYWORD:
+                args += [f"{k}={_shown(v)!r}" for k, v in value.items()]
+            elif p.default is p.empty or name in self.shown_defaults or _frozen(value) != _frozen(p.default):
+                args.append(f"{name}={_shown(value)!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple((name, _frozen(value)) for name, value in self._arguments.items())
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and repr(self) == repr(other)
+        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash(repr(self))
+        return hash((type(self), self._key()))
 
 
-def _stabilizer_params(rule: LRPRule, default: float = 1e-9) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if rule.stabilizer != default:
-        params["stabilizer"] = rule.stabilizer
-    if rule.zero_bias:
-        params["zero_bias"] = True
-    return params
+def _shown(value: Any) -> Any:
+    """A constructor argument as the repr shows it: tensors as a number or a flat list."""
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.flatten().tolist()
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in of a constructor argument that compares like it is shown."""
+    value = _shown(value)
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """`init`, recording the arguments of the call on the rule when it is the constructor of the
+    rule's own class (not when a subclass's constructor calls it through ``super().__init__``)."""
+    signature = inspect.signature(init)
+    floats: list[str] | None = None
+
+    @functools.wraps(init)
+    def __init__(self: LRPRule, *args: Any, **kwargs: Any) -> None:
+        nonlocal floats
+        if type(self).__init__ is __init__:
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError:
+                pass  # init raises the same error
+            else:
+                bound.apply_defaults()
+                arguments = dict(list(bound.arguments.items())[1:])
+                if floats is None:
+                    floats = _float_parameters(init, signature)
+                for name in floats:
+                    if isinstance(arguments.get(name), int) and not isinstance(arguments[name], bool):
+                        arguments[name] = float(arguments[name])  # GammaRule(1) is GammaRule(gamma=1.0)
+                self._arguments = arguments
+        init(self, *args, **kwargs)
+
+    __init__._rule_signature = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
+    return __init__
+
+
+def _float_parameters(init: Callable[..., None], signature: inspect.Signature) -> list[str]:
+    """Parameters annotated ``float`` or a union with float but not int (an int given for them is
+    recorded as a float, as the rule itself takes it)."""
+    try:
+        hints: dict[str, Any] = get_type_hints(init)
+    except Exception:  # annotations naming what the rule's module cannot resolve
+        hints = {name: p.annotation for name, p in signature.parameters.items()}
+    floats = []
+    for name, hint in hints.items():
+        members = get_args(hint) if isinstance(hint, UnionType) or get_origin(hint) is Union else (hint,)
+        if any(m is float or m == "float" for m in members) and int not in members:
+            floats.append(name)
+    return floats
+
+
+def constructor_signature(rule: type[LRPRule]) -> inspect.Signature:
+    """The parameters a rule class is constructed with (its own or an inherited ``__init__``,
+    without ``self``); none for a rule without a constructor (``PassRule``)."""
+    return getattr(rule.__init__, "_rule_signature", inspect.Signature())
 
 
 class ZeroRule(LRPRule):
@@ -191,12 +281,11 @@ class ZeroRule(LRPRule):
     def is_compatible(self, layer: nn.Module) -> bool:
         return True if not self.zero_bias else has_weight(layer)
 
-    def _params(self) -> dict[str, Any]:
-        return _stabilizer_params(self)
-
 
 class EpsilonRule(ZeroRule):
     """LRP-ε: LRP-0 with a larger stabilizer that absorbs weak or contradictory contributions."""
+
+    shown_defaults = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-6, zero_bias: bool = False) -> None:
         if epsilon < 0:
@@ -207,15 +296,11 @@ class EpsilonRule(ZeroRule):
     def epsilon(self) -> float:
         return self.stabilizer
 
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"epsilon": self.stabilizer}
-        if self.zero_bias:
-            params["zero_bias"] = True
-        return params
-
 
 class GammaRule(LRPRule):
     """LRP-γ (RelevancePropagation.jl): ρ(W) = W + γW⁺, ρ(b) = b + γb⁺; favours positive evidence."""
+
+    shown_defaults = ("gamma",)
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
         if gamma < 0:
@@ -226,9 +311,6 @@ class GammaRule(LRPRule):
 
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
         return param + self.gamma * _positive(param)
-
-    def _params(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, **_stabilizer_params(self)}
 
 
 class _SignSplitRule(LRPRule):
@@ -304,12 +386,11 @@ class ZPlusRule(_SignSplitRule):
             terms.append((a_neg, w_neg, s))
         return self._vjp_sum(ctx, a_pos, a_neg, terms)
 
-    def _params(self) -> dict[str, Any]:
-        return _stabilizer_params(self)
-
 
 class AlphaBetaRule(_SignSplitRule):
     """LRP-αβ: positive contributions weighted by α, negative by β, with α − β = 1."""
+
+    shown_defaults = ("alpha", "beta")
 
     def __init__(
         self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-9, zero_bias: bool = False
@@ -351,13 +432,12 @@ class AlphaBetaRule(_SignSplitRule):
             terms = [t for t in terms if t[2] is not s_neg]
         return self._vjp_sum(ctx, a_pos, a_neg, terms)
 
-    def _params(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "beta": self.beta, **_stabilizer_params(self)}
-
 
 class GeneralizedGammaRule(_SignSplitRule):
     """zennit's ``Gamma``: positive and negative outputs explained separately, each favouring
     contributions of its own sign by γ; defined for inputs of any sign (needed after LeakyReLU)."""
+
+    shown_defaults = ("gamma",)
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9, zero_bias: bool = False) -> None:
         if gamma < 0:
@@ -394,9 +474,6 @@ class GeneralizedGammaRule(_SignSplitRule):
             terms += [(a_neg, rho_neg, s_pos), (a_neg, rho_pos, s_neg)]
         return self._vjp_sum(ctx, a_pos, a_neg, terms)
 
-    def _params(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, **_stabilizer_params(self)}
-
 
 class ZBoxRule(LRPRule):
     """z^B rule for an input layer whose inputs lie in [low, high] (pixel bounds).
@@ -427,12 +504,6 @@ class ZBoxRule(LRPRule):
         s = relevance / self.modify_denominator(z)
         return a * ctx.vjp(w, s, a) - low * ctx.vjp(w_pos, s, low) - high * ctx.vjp(w_neg, s, high)
 
-    def _params(self) -> dict[str, Any]:
-        def show(t: Tensor) -> Any:
-            return t.item() if t.numel() == 1 else t.flatten().tolist()
-
-        return {"low": show(self.low), "high": show(self.high), **_stabilizer_params(self)}
-
 
 class _InputIndependentRule(LRPRule):
     """Rules with ã = 1: z depends only on the input shape, so it is computed on one sample."""
@@ -459,9 +530,6 @@ class WSquareRule(_InputIndependentRule):
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
         return param**2
 
-    def _params(self) -> dict[str, Any]:
-        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
-
 
 class FlatRule(_InputIndependentRule):
     """Flat rule: each input in a neuron's receptive field gets an equal share."""
@@ -472,9 +540,6 @@ class FlatRule(_InputIndependentRule):
 
     def modify_parameter(self, param: Tensor, name: str) -> Tensor:
         return torch.ones_like(param)
-
-    def _params(self) -> dict[str, Any]:
-        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
 
 
 class PassRule(LRPRule):
@@ -528,9 +593,6 @@ class LayerNormRule(LRPRule):
         s = relevance / self.modify_denominator(centred)
         return a * (s - s.mean(dim=dims, keepdim=True))
 
-    def _params(self) -> dict[str, Any]:
-        return {"stabilizer": self.stabilizer} if self.stabilizer != 1e-9 else {}
-
 
 RULES: dict[str, type[LRPRule]] = {
     "Zero": ZeroRule,
@@ -543,22 +605,21 @@ RULES: dict[str, type[LRPRule]] = {
     "WSquare": WSquareRule,
     "Flat": FlatRule,
     "Pass": PassRule,
-    "Gradient": GradientRule,
     "LayerNorm": LayerNormRule,
+    "Gradient": GradientRule,
 }
-"""Rule names as configs write them → classes: the one table the config schema builds rules from."""
+"""Rule names as configs write them → classes: the one table of rules. The config schema derives
+each rule's spec from its class's constructor, and ``lrp_tasks.engine`` exports every class."""
 
-ALL_RULES: tuple[type[LRPRule], ...] = (
-    ZeroRule,
-    EpsilonRule,
-    GammaRule,
-    GeneralizedGammaRule,
-    ZPlusRule,
-    AlphaBetaRule,
-    ZBoxRule,
-    WSquareRule,
-    FlatRule,
-    PassRule,
-    GradientRule,
-    LayerNormRule,
-)
+
+def register_rule(name: str, rule: type[LRPRule]) -> type[LRPRule]:
+    """Add `rule` to :data:`RULES` under `name`, the name configs write (``{kind: name, ...}``);
+    returns the class. A name already bound to another class is refused."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a rule name is an identifier such as 'Epsilon', got {name!r}")
+    if not (isinstance(rule, type) and issubclass(rule, LRPRule)):
+        raise TypeError(f"register_rule({name!r}, ...) needs a subclass of LRPRule, got {rule!r}")
+    if RULES.get(name, rule) is not rule:
+        raise ValueError(f"rule name {name!r} is taken by {RULES[name].__name__}")
+    RULES[name] = rule
+    return rule

@@ -15,7 +15,6 @@ from torch import nn
 from .checks import LRP_CONFIG, LRPConfig
 from .export import is_exported, lower_export
 from .functional import Activation, Function, FunctionStep, Ref, Unknown, family_of
-from .layers import SOFTMAX_TYPES
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -154,27 +153,12 @@ def _tuple(args: Any) -> tuple[Any, ...]:
     return tuple(args) if isinstance(args, (tuple, list)) else (args,)
 
 
-def is_softmax_step(plan: Plan, i: int) -> bool:
-    """Whether step i is a softmax (module, function or method)."""
-    import torch
-    import torch.nn.functional as F
-
-    step = plan.steps[i]
-    if step.kind == LAYER:
-        return isinstance(step.module, SOFTMAX_TYPES)
-    if step.kind == FUNCTION and isinstance(step.module, FunctionStep):
-        target = step.module.target
-        return target in (F.softmax, torch.softmax, F.log_softmax, torch.log_softmax, "softmax", "log_softmax")
-    return False
-
-
 __all__ = [
     "CONSTANT",
     "FUNCTION",
     "GraphTraceError",
     "build_plan",
     "graph_plan",
-    "is_softmax_step",
     "named_leaf_layers",
     "trace",
 ]

@@ -191,3 +191,90 @@ def test_demo_composite_explains_the_demo_model(engine: ModuleType) -> None:
     x = torch.from_numpy(digits_arrays()[0][:4].copy())
     relevance = analyzer(x).val
     assert relevance.shape == x.shape and torch.isfinite(relevance).all()
+
+
+# -- a rule added with one class and one table line -----------------------------------------------
+
+
+def _power_rule() -> type:
+    from lrp_tasks.engine import LRPRule
+
+    class PowerRule(LRPRule):
+        """ρ(W) = Wᵖ, ρ(b) = bᵖ (p = 1 is LRP-0)."""
+
+        def __init__(self, power: int = 2, zero_bias: bool = False) -> None:
+            self.power = power
+            self.zero_bias = zero_bias
+
+        def modify_parameter(self, param: torch.Tensor, name: str) -> torch.Tensor:
+            return param**self.power
+
+    return PowerRule
+
+
+@pytest.fixture
+def power_rule(engine: ModuleType) -> Any:
+    """PowerRule in the engine's table for one test (and out of it again after)."""
+    rule = engine.register_rule("Power", _power_rule())  # the one table line
+    yield rule
+    del engine.RULES["Power"]
+
+
+POWER_YAML = """
+composite:
+  rules:
+    - {type: Linear, rule: {kind: Power, power: 3, zero_bias: true}}
+  default: {Power: {}}
+"""
+
+
+def test_a_registered_rule_is_usable_from_yaml(engine: ModuleType, power_rule: Any, tmp_path: Path) -> None:
+    import json
+    import pickle
+
+    import yaml
+
+    from lrp_tasks.config import AuditConfig, ConfigError, load_config, parse_config
+
+    demo = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text())
+    data = {**demo, **yaml.safe_load(POWER_YAML)}
+    cfg = parse_config(data)
+    entry = cfg.composite.rules[0]
+    assert (entry.rule.kind, entry.rule.power, entry.rule.zero_bias) == ("Power", 3, True)
+    assert type(entry.rule) is RULE_SPECS["Power"] and "Power" in RULE_SPECS
+    # a config value like any other: JSON (what Prefect hands back), pickling (Ray), the UI form's schema
+    assert AuditConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert "PowerSpec" in AuditConfig.model_json_schema()["$defs"]
+
+    composite = build_composite(cfg.composite)
+    assert composite.primitives[0].type_map == {nn.Linear: power_rule(3, zero_bias=True)}
+    assert composite.default == power_rule()
+    model = nn.Sequential(nn.Linear(2, 1)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -2.0]]))
+        model[0].bias.copy_(torch.tensor([0.5]))
+    analyzer = engine.LRP(model, composite)
+    text = repr(analyzer)
+    assert "0: Linear(in_features=2, out_features=1, bias=True) => PowerRule(power=3, zero_bias=True)," in text
+    x = torch.tensor([[3.0, 1.0]], dtype=torch.float64)
+    # z = Σ a W³ = 3·1 + 1·(−8) = −5 (the bias left out): R = a W³ / z, with relevance 1 at the output
+    torch.testing.assert_close(analyzer(x).val, torch.tensor([[3.0 / -5.0, -8.0 / -5.0]], dtype=torch.float64))
+
+    # the parameters are validated like those of the built-in rules, named by field and line
+    path = tmp_path / "power.yaml"
+    head = yaml.safe_dump({k: v for k, v in demo.items() if k != "composite"}, sort_keys=False)
+    path.write_text(head + POWER_YAML.replace("power: 3", "powr: 3"))
+    misspelt = r"power\.yaml:\d+: composite\.rules\[0\]\.rule\.powr: unknown key 'powr'; did you mean 'power'\?"
+    with pytest.raises(ConfigError, match=misspelt):
+        load_config(path)
+    path.write_text(head + POWER_YAML.replace("power: 3", "power: 2.5"))
+    with pytest.raises(ConfigError, match=r"composite\.rules\[0\]\.rule\.power: Input should be a valid integer"):
+        load_config(path)
+
+
+def test_a_rule_out_of_the_table_is_unknown_to_configs(engine: ModuleType) -> None:
+    import yaml
+
+    assert "Power" not in engine.RULES and "Power" not in RULE_SPECS
+    assert "unknown rule 'Power'" in messages(yaml.safe_load(POWER_YAML)["composite"])

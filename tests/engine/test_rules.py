@@ -222,3 +222,54 @@ def test_config_rule_table_matches_the_engine_table():
         sig = inspect.signature(RULES[name].__init__).parameters.values()
         params = {p.name for p in sig if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         assert set(spec.model_fields) - {"kind"} == params, name
+
+
+class TemperedEpsilon(EpsilonRule):
+    """A built-in rule subclassed with a constructor of its own: ε = base / temperature."""
+
+    def __init__(self, temperature: float = 2.0, base: float = 0.1) -> None:
+        self.temperature = temperature
+        super().__init__(epsilon=base / temperature)
+
+
+def test_a_subclass_prints_and_compares_by_its_own_constructor():
+    rule = TemperedEpsilon(4.0)
+    # its own arguments, not EpsilonRule's (epsilon=0.025); defaults left out, ints given for floats as floats
+    assert repr(rule) == "TemperedEpsilon(temperature=4.0)"
+    assert repr(TemperedEpsilon()) == "TemperedEpsilon()"
+    assert repr(TemperedEpsilon(4, base=1)) == "TemperedEpsilon(temperature=4.0, base=1.0)"
+    assert rule.epsilon == 0.025 and repr(EpsilonRule(0.025)) == "EpsilonRule(epsilon=0.025)"
+    # equality follows the arguments (defaults filled in) and the class, and so does the hash
+    assert rule == TemperedEpsilon(temperature=4.0, base=0.1) and hash(rule) == hash(TemperedEpsilon(4, 0.1))
+    assert rule != TemperedEpsilon(2.0) and rule != TemperedEpsilon(4.0, base=0.2)
+    assert rule != EpsilonRule(0.025) and EpsilonRule(0.025) != rule
+    # two subclasses whose epsilon agrees are still told apart by their own arguments
+    assert TemperedEpsilon(2.0, base=0.2) != TemperedEpsilon(4.0, base=0.4)
+
+    class Scaled(ZPlusRule):  # inherits ZPlusRule's constructor: prints as ZPlusRule's arguments
+        def modify_parameter(self, param, name):
+            return 2 * param
+
+    assert repr(Scaled(stabilizer=1e-6)) == "Scaled(stabilizer=1e-06)" and Scaled() != ZPlusRule()
+    # the recorded arguments survive pickling and copying (rules travel to Ray workers)
+    import copy
+    import pickle
+
+    for copied in (pickle.loads(pickle.dumps(rule)), copy.deepcopy(rule)):
+        assert copied == rule and repr(copied) == repr(rule)
+    low = torch.tensor([-1.0, -2.0]).reshape(2, 1, 1)
+    box = ZBoxRule(low, 1.0)
+    assert repr(box) == "ZBoxRule(low=[-1.0, -2.0], high=1.0)" and box == copy.deepcopy(box)
+    assert box != ZBoxRule(low * 2, 1.0) and ZBoxRule(torch.tensor(0.0), 1) == ZBoxRule(0.0, 1.0)
+
+
+def test_register_rule_refuses_what_configs_could_not_name():
+    from lrp_tasks.engine import RULES, register_rule
+
+    with pytest.raises(ValueError, match="taken by EpsilonRule"):
+        register_rule("Epsilon", TemperedEpsilon)
+    with pytest.raises(TypeError, match="subclass of LRPRule"):
+        register_rule("Tempered", object)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="identifier"):
+        register_rule("tempered epsilon", TemperedEpsilon)
+    assert register_rule("Epsilon", EpsilonRule) is EpsilonRule and "Tempered" not in RULES
