@@ -54,14 +54,6 @@ class PreparedAudit:
     """The store's spec: shapes found by the probe, identity (config digest, weights digest, dataset
     fingerprint), the composite as printed."""
 
-    @property
-    def output(self) -> str:
-        return self.config.output
-
-    @property
-    def digest(self) -> str:
-        return self.spec.digest
-
 
 @dataclass
 class Preparation:
