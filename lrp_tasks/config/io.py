@@ -51,11 +51,83 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_EXPANDED_NODES = 100_000
+"""Most YAML values a config may hold once its aliases are expanded: a real config has hundreds; a
+few hundred bytes of nested aliases (an "alias bomb") expand to billions, which would exhaust memory
+wherever the config is copied or serialised (its digest, a worker's copy)."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], active: set[int]) -> int:
+    """Number of values under `node` with every alias expanded (memoised: aliases share nodes)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _RecursiveAlias(node)
+    active.add(key)
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes, active) + _expanded_size(v, sizes, active) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(item, sizes, active) for item in node.value)
+    active.discard(key)
+    sizes[key] = total
+    return total
+
+
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
+def _field_of(node: yaml.Node, sizes: dict[int, int], limit: int) -> tuple[str, int]:
+    """Dotted path and line of the deepest mapping entry that alone exceeds `limit` values."""
+    path: list[str] = []
+    line = node.start_mark.line + 1
+    while isinstance(node, yaml.MappingNode):
+        big = [(k, v) for k, v in node.value if sizes.get(id(v), 0) > limit]
+        if not big:
+            break
+        key, node = big[0]
+        path.append(str(key.value) if isinstance(key, yaml.ScalarNode) else "?")
+        line = key.start_mark.line + 1
+    return ".".join(path), line
+
+
+def check_expansion(node: yaml.Node, source: str, limit: int = MAX_EXPANDED_NODES) -> None:
+    """Refuse a document whose aliases expand past `limit` values, or refer to themselves, before
+    anything builds or serialises it (the node tree itself is as small as the file)."""
+    sizes: dict[int, int] = {}
+    try:
+        total = _expanded_size(node, sizes, set())
+    except _RecursiveAlias as exc:
+        line = exc.node.start_mark.line + 1
+        raise ConfigError(source, [FieldError("", "YAML alias refers to itself (a recursive value)", line)]) from None
+    except RecursionError:
+        raise ConfigError(source, [FieldError("", "YAML nesting too deep")]) from None
+    if total > limit:
+        field, line = _field_of(node, sizes, limit)
+        raise ConfigError(
+            source,
+            [
+                FieldError(
+                    field,
+                    f"YAML aliases expand to {total:,} values, more than the {limit:,} a config may hold "
+                    "(an alias bomb?): write the values out or use fewer nested aliases",
+                    line,
+                )
+            ],
+        )
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """The document of `text` and its node tree (for line numbers); syntax errors name the line."""
+    """The document of `text` and its node tree (for line numbers); syntax errors name the line.
+    Aliases are expanded only within :data:`MAX_EXPANDED_NODES` values (``check_expansion``)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            check_expansion(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
