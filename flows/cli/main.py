@@ -15,7 +15,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from flows.cli import export, report, run, spray, summary, verify
+from flows.cli import export, failures, report, run, spray, summary, verify
 from flows.interrupt import RunInterrupted
 from lrp_tasks.config import ConfigError
 
@@ -43,9 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure ends in one ``lrp-audit:`` line and an exit status
+    (``flows.cli.failures``: 1 failed, 2 invalid config, 130/143 interrupted, 141 closed pipe)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError:
+        return failures.pipe_closed()
     except RunInterrupted as exc:
         print(
             f"\nlrp-audit: {exc}; stopped every process of the run. Committed shards are kept: "
@@ -53,22 +59,26 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # a command other than run (run turns it into RunInterrupted)
+        return failures.fail("interrupted", exc, 130)
     except ConfigError as exc:
         print(f"lrp-audit: invalid configuration\n{exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a readable last line instead of a bare traceback for expected failures
-        from lrp_tasks.cluster.pool import ClusterResourceError, ShardsFailedError, WorkerStartError
-        from lrp_tasks.store import AuditStoreError
+        return failures.EXIT_INVALID
+    except Exception as exc:  # one readable line instead of a traceback (which goes to the log file)
+        return failures.fail(_describe(args, exc), exc)
 
-        if isinstance(
-            exc, ShardsFailedError | ClusterResourceError | WorkerStartError | AuditStoreError | FileNotFoundError
-        ):
-            print(f"lrp-audit: {exc}", file=sys.stderr)
-            return 1
-        if report.is_user_error(args, exc):
-            print(f"lrp-audit: {exc}", file=sys.stderr)
-            return 1
-        raise
+
+def _describe(args: argparse.Namespace, exc: Exception) -> str:
+    """The failure's one line: the message of an expected error, the type and message of any other."""
+    from lrp_tasks.cluster.pool import ClusterConnectionError, ClusterResourceError, ShardsFailedError, WorkerStartError
+    from lrp_tasks.store import AuditStoreError
+
+    expected = ShardsFailedError | ClusterConnectionError | ClusterResourceError | WorkerStartError | AuditStoreError
+    if isinstance(exc, expected | FileNotFoundError) or report.is_user_error(args, exc):
+        text = str(exc)
+    else:
+        text = f"unexpected error: {type(exc).__name__}: {exc}"
+    return text.strip() or type(exc).__name__
 
 
 if __name__ == "__main__":

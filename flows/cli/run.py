@@ -44,7 +44,10 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     server = start_in_background()  # meanwhile Prefect's flow engine, Ray and the flow are imported
     from flows import progress
     from flows.audit import audit
+    from flows.cli.failures import quiet_console
     from flows.console import progress_display, rates_line
+
+    quiet_console()  # Prefect's tracebacks of a failed run go to the log file; the command prints one line
 
     waited = time.perf_counter()
     if server is not None:

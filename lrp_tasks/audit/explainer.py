@@ -208,10 +208,12 @@ class BatchExplainer:
     def probe(self) -> ProbeResult:
         """Explain the first sample: the number of classes, the shape of each layerwise relevance and the
         number of concept maps, checking the target and CRP settings against them."""
+        if len(self.dataset) == 0:
+            raise self._config_error("dataset", f"the dataset holds no samples ({self.dataset.dataset_id})")
         x = self.dataset.read(0, 1).x.to(self.device)
         try:
             expl = self.analyzer.analyze(x, None, layerwise_relevances=bool(self.layerwise), seed=self.cfg.seed)
-        except RuntimeError as exc:  # e.g. the model expects another input shape than the dataset's
+        except (RuntimeError, ValueError) as exc:  # another input shape than the dataset's; NaN outputs
             raise self._config_error(
                 "model", f"explaining the first sample (shape {tuple(x.shape[1:])}) fails: {exc}"
             ) from exc

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class ShardsFailedError(RuntimeError):
 
 class WorkerStartError(RuntimeError):
     """No worker could be started: the constructor's error, after START_ATTEMPTS attempts per worker."""
+
+
+class ClusterConnectionError(RuntimeError):
+    """The Ray cluster named by ``ray.address`` (or ``$RAY_ADDRESS``) could not be joined."""
 
 
 class ClusterResourceError(RuntimeError):
@@ -111,14 +116,31 @@ def ray_session(
     with ExitStack() as session:
         session.callback(ray.shutdown)  # also after a failed or interrupted start (a no-op if none)
         if address:
-            with local_ray.keep_signal_handler():
-                ray.init(address=address, **kwargs)
+            try:
+                with local_ray.keep_signal_handler(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Ray Client's timeout warning: the error below says it
+                    ray.init(address=address, **kwargs)
+            except Exception as exc:  # a cluster that cannot be joined: one message naming it and why
+                raise ClusterConnectionError(connection_failure(address, exc)) from exc
         else:
             cpus = num_cpus or max(spec.workers * spec.cpus_per_worker, 1)
             session.enter_context(local_ray.private_auth())
             with local_ray.keep_signal_handler():
                 local_ray.start_private_ray(int(max(cpus, os.cpu_count() or 1)), **kwargs)
         yield ray.cluster_resources()
+
+
+def connection_failure(address: str, exc: BaseException) -> str:
+    """Why joining the cluster at `address` failed, and what to check."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if any(word in str(exc).lower() for word in ("auth", "token", "unauthenticated")):
+        hint = "the cluster uses token authentication: set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to its token"
+    elif address.startswith("ray://"):
+        hint = "check that the head's Ray Client server (port 10001 by default) is running and reachable"
+    else:
+        hint = "check the address and that the cluster's head is running and reachable"
+    return f"cannot join the Ray cluster at {address} ({reason}); {hint} (docs/scaling.md)"
 
 
 @ray.remote

@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from .base import NonEmptyStr, StrictModel, invalid
+from .base import NonEmptyStr, NonNegativeInt, StrictModel, invalid
 
+DEFAULT_MODEL_SEED = 0
+"""torch's random seed while a builder runs when ``model.seed`` is not given."""
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 BUILDER_PATTERN = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -49,6 +51,10 @@ class BuilderModelSpec(StrictModel):
     module_dir: NonEmptyStr | None = None
     """Directory searched first for the builder's module (relative: to the config file's directory);
     default: the config file's directory itself."""
+    seed: NonNegativeInt | None = Field(default=None, exclude_if=lambda value: value is None)
+    """torch's random seed while the builder runs (default 0), so that every worker builds the same
+    initial weights: what a builder without ``weights`` explains. Left out of the config's JSON when
+    not given, so configs written before it keep their digest."""
 
     @field_validator("weights")
     @classmethod

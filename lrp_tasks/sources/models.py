@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lrp_tasks.config.io import resolve_path
-from lrp_tasks.config.model_spec import BuilderModelSpec, ExportedModelSpec, ModelSpec
+from lrp_tasks.config.model_spec import DEFAULT_MODEL_SEED, BuilderModelSpec, ExportedModelSpec, ModelSpec
 
 from .errors import ModelLoadError
 
@@ -161,6 +161,15 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str)
     module.load_state_dict(state, strict=True)
 
 
+def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Weights with NaN or inf values explain nothing: refuse them naming the first such tensor."""
+    for key in sorted(state):
+        tensor = state[key]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(f"weights {what}: {key} holds {bad} NaN or inf value(s) of {tensor.numel()}")
+
+
 def _existing(path: str, root: str | Path | None, what: str) -> Path:
     resolved = resolve_path(path, root)
     if not resolved.is_file():
@@ -180,8 +189,12 @@ def _set_eval(module: nn.Module) -> nn.Module:
 def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedModel:
     search_dir = resolve_path(spec.module_dir or ".", root).absolute()
     builder = import_builder(spec.builder, search_dir)
+    seed = DEFAULT_MODEL_SEED if spec.seed is None else spec.seed
     try:
-        with _searching(search_dir):  # a builder may import siblings of its module when called
+        # seeded, on a forked generator: every worker builds the same initial weights (a builder
+        # without weights), and the caller's random state is left as it was
+        with _searching(search_dir), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             module = builder(**spec.kwargs)
     except Exception as exc:
         raise ModelLoadError(f"builder {spec.builder}(**{spec.kwargs}) failed: {type(exc).__name__}: {exc}") from exc
@@ -189,10 +202,12 @@ def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedMode
         raise ModelLoadError(f"builder {spec.builder} returned {type(module).__name__}, not a torch.nn.Module")
     call = f"{spec.builder}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())})"
     if spec.weights is None:
-        return LoadedModel(_set_eval(module), state_dict_digest(module.state_dict()), f"{call}, builder's own weights")
+        own = f"{call}, builder's own weights (seed {seed})"
+        return LoadedModel(_set_eval(module), state_dict_digest(module.state_dict()), own)
     path = _existing(spec.weights, root, "weights file")
     state = read_state_dict(path, spec.key, spec.strip_prefix)
     load_strict(module, state, f"weights {spec.weights}")
+    _check_finite(state, spec.weights)
     return LoadedModel(_set_eval(module), file_digest(path), f"{call} with weights {spec.weights}")
 
 
