@@ -56,6 +56,34 @@ class TargetError(ValueError):
     """The configured target cannot be explained for these samples (e.g. no labels)."""
 
 
+class LabelError(ValueError):
+    """A sample's label is outside the model's classes (and is not -1, "unlabelled")."""
+
+
+def first_bad_label(labels: np.ndarray, n_classes: int) -> tuple[int, int] | None:
+    """(position of the first, count) of labels that are neither a class of the model nor -1."""
+    bad = (labels < -1) | (labels >= n_classes)
+    return (int(np.flatnonzero(bad)[0]), int(bad.sum())) if bool(bad.any()) else None
+
+
+def check_labels(labels: np.ndarray, n_classes: int, ids: list[str]) -> None:
+    """Labels must be classes of the model, or -1 for an unlabelled sample (``dataset.ignore_label``
+    turns another value into -1): a label 99 or -5 would be counted as a wrong prediction."""
+    found = first_bad_label(labels, n_classes)
+    if found is None:
+        return
+    first, count = found
+    raise label_error(ids[first], int(labels[first]), n_classes, count)
+
+
+def label_error(sample_id: str, label: int, n_classes: int, count: int) -> LabelError:
+    return LabelError(
+        f"sample {sample_id!r} has label {label}, not one of the model's {n_classes} classes "
+        f"(0..{n_classes - 1}; {count} such sample(s)); -1 marks an unlabelled sample, and "
+        "dataset.ignore_label names another value that does"
+    )
+
+
 class SampleError(ValueError):
     """A sample the model cannot be explained on (NaN or inf values); names the samples."""
 
@@ -149,6 +177,17 @@ class BatchExplainer:
         if target.kind == "top_k" and target.k > n_classes:
             raise self._config_error("target.k", f"k={target.k} exceeds the model's {n_classes} classes")
 
+    def _check_all_labels(self, n_classes: int) -> None:
+        """Every label of the dataset against the model's classes (read without the samples)."""
+        labels = self.dataset.label_array()
+        found = None if labels is None else first_bad_label(labels, n_classes)
+        if labels is None or found is None:
+            return
+        first, count = found
+        sample_id = self.dataset.read(first, first + 1).ids[0]  # as the summaries name it
+        exc = label_error(sample_id, int(labels[first]), n_classes, count)
+        raise self._config_error("dataset", f"{exc} (sample index {first})")
+
     def _build_crp(self) -> CRP | None:
         spec = self.cfg.storage.crp
         if spec is None:
@@ -219,6 +258,7 @@ class BatchExplainer:
             ) from exc
         n_classes = int(expl.output.shape[1])
         self._check_target(n_classes)
+        self._check_all_labels(n_classes)
         layer_shapes = {name: tuple(r.shape[1:]) for name, r in self.layer_relevances(expl).items()}
         return ProbeResult(n_classes, layer_shapes, self._probe_crp(x))
 
@@ -291,6 +331,7 @@ class ShardExplainer:
         labels, index, ids = [], [], []
         for lo in range(start, stop, self.cfg.batch_size):
             batch = ex.dataset.read(lo, min(lo + self.cfg.batch_size, stop))
+            check_labels(batch.labels, self.spec.n_classes, batch.ids)
             expl, concepts = ex.explain_batch(batch)
             parts["val"].append(_numpy(expl.val))
             parts["logits"].append(_numpy(expl.output))

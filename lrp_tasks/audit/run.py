@@ -17,6 +17,7 @@ import torch
 from lrp_tasks.audit.explainer import (
     TEST_HOOKS,
     BatchExplainer,
+    LabelError,
     SampleError,
     ShardExplainer,
     ShardOutcome,
@@ -28,7 +29,7 @@ from lrp_tasks.config import ConfigError
 from lrp_tasks.sources import load_model
 from lrp_tasks.store import AuditStore, ShardValidationError
 
-DATA_ERRORS = (SampleError, TargetError, ConfigError, ShardValidationError)
+DATA_ERRORS = (SampleError, TargetError, LabelError, ConfigError, ShardValidationError)
 """Failures that a retry would only repeat: the shard fails at once, naming the cause."""
 
 

@@ -13,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from .base import Float, NonEmptyStr, NonNegativeFloat, PositiveFloat, PositiveInt, Size, StrictModel
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IgnoreLabel = Annotated[int | None, Field(strict=True, exclude_if=lambda value: value is None)]
+"""Left out of the config's JSON when not given, so configs written before it keep their digest."""
 
 
 class DigitsSpec(StrictModel):
@@ -46,6 +48,9 @@ class ArraySpec(StrictModel):
     """Member of the same .npz holding integer labels."""
     labels_path: NonEmptyStr | None = None
     """A .npy file of integer labels, one per sample."""
+    ignore_label: IgnoreLabel = None
+    """A label value that marks unlabelled samples (e.g. 255), stored as -1; any other label outside the
+    model's classes is refused."""
 
     @field_validator("path")
     @classmethod
@@ -108,6 +113,9 @@ class ZarrSpec(StrictModel):
     """Array of the group holding the samples (first axis = samples)."""
     labels: NonEmptyStr | None = None
     """Another array of the same group holding integer labels."""
+    ignore_label: IgnoreLabel = None
+    """A label value that marks unlabelled samples (e.g. 255), stored as -1; any other label outside the
+    model's classes is refused."""
 
 
 DatasetSpec = Annotated[DigitsSpec | ArraySpec | ImageFolderSpec | ZarrSpec, Field(discriminator="kind")]

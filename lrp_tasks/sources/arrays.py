@@ -118,6 +118,7 @@ class ArraySource(DatasetSource):
                 raise DatasetError(f"labels file not found: {spec.labels_path} (resolved to {labels_path.absolute()})")
             self.labels = self._labels(RowReader(labels_path), spec.labels_path)
         self.sample_shape = tuple(self.samples.shape[1:])
+        self.ignore_label = spec.ignore_label
         stat = path.stat()
         self.dataset_id = "array:{}@{}".format(
             path.name + (f":{self.samples.member}" if self.samples.member else ""),
@@ -158,6 +159,9 @@ class ArraySource(DatasetSource):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def _all_labels(self) -> np.ndarray | None:
+        return None if self.labels is None else self.labels.read(0, len(self.labels))
 
     def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = self.samples.read(start, stop)

@@ -83,6 +83,8 @@ class DatasetSource(ABC):
     """``kind:description@fingerprint``: changes when the samples or their preprocessing change."""
     class_names: list[str] | None = None
     """Names of the label values, when the source knows them."""
+    ignore_label: int | None = None
+    """A label value that marks an unlabelled sample (read as -1), from ``dataset.ignore_label``."""
 
     def __init__(self, preprocessing: Preprocessing | None) -> None:
         self.preprocessing = preprocessing or Preprocessing()
@@ -108,10 +110,26 @@ class DatasetSource(ABC):
             x = self._normalize(np.asarray(x, dtype=np.float32))
         return Batch(
             x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            labels=np.asarray(labels, dtype=np.int64),
+            labels=self._unlabel(labels),
             index=np.arange(start, stop, dtype=np.int64),
             ids=list(ids),
         )
+
+    def label_array(self) -> np.ndarray | None:
+        """The labels of samples 0, 1, ... without reading the samples (``ignore_label`` read as -1), to
+        check them all before a run; None when the source has no labels. A source whose later samples
+        repeat earlier labels may return just the first of them."""
+        raw = self._all_labels()
+        return None if raw is None else self._unlabel(raw)
+
+    def _all_labels(self) -> np.ndarray | None:
+        return None
+
+    def _unlabel(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int64)
+        if self.ignore_label is not None:
+            labels = np.where(labels == self.ignore_label, -1, labels)
+        return labels
 
     def _normalize(self, x: np.ndarray) -> np.ndarray:
         return Normalizer(self.preprocessing, self.sample_shape)(x)

@@ -67,6 +67,9 @@ class DigitsSource(DatasetSource):
     def __len__(self) -> int:
         return len(self.base) * self.spec.repeat
 
+    def _all_labels(self) -> np.ndarray | None:
+        return digits_arrays()[1][self.base]  # the copies of `repeat` repeat these labels
+
     def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         images, labels = digits_arrays()
         positions = np.arange(start, stop)

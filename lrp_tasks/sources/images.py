@@ -94,6 +94,9 @@ class ImageFolderSource(DatasetSource):
             ),
         )
 
+    def _all_labels(self) -> np.ndarray | None:
+        return self.labels
+
     def _classes(self) -> list[str]:
         present = sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         if self.spec.classes is None:

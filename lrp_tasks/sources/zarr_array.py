@@ -38,6 +38,7 @@ class ZarrSource(DatasetSource):
                     f"got shape {labels.shape} and dtype {labels.dtype}"
                 )
         self.length = int(samples.shape[0])
+        self.ignore_label = spec.ignore_label
         self.sample_shape = tuple(int(d) for d in samples.shape[1:])
         self.dataset_id = "zarr:{}/{}@{}".format(
             Path(spec.path.rstrip("/")).name,
@@ -71,6 +72,10 @@ class ZarrSource(DatasetSource):
 
     def __len__(self) -> int:
         return self.length
+
+    def _all_labels(self) -> np.ndarray | None:
+        labels = self._arrays()[1]
+        return None if labels is None else np.asarray(labels[:])
 
     def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         samples, labels = self._arrays()
