@@ -9,6 +9,7 @@ import tempfile
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lrp-audit-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("LRP_AUDIT_LOG_DIR", tempfile.mkdtemp(prefix="lrp-audit-logs-"))  # not ~/.cache
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # in-process flows start Prefect's temporary server; on busy shared cores it can need more than 20 s
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

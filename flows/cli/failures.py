@@ -87,13 +87,22 @@ def quiet_console() -> None:
 
 def fail(message: str, exc: BaseException, status: int = EXIT_FAILED) -> int:
     """Print `message` as one ``lrp-audit:`` line (the traceback to the log file), return `status`."""
-    if show_tracebacks():
-        import traceback
+    import traceback
 
+    if show_tracebacks():
         traceback.print_exception(exc, file=sys.stderr)
-    elif open_log() is not None:
+    elif _handler is not None:  # a run's log: its records, then the final error
         log.error("%s", message, exc_info=exc)
         message += f" (details: {log_path()})"
+    else:
+        path = log_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"lrp-audit: {message}\n" + "".join(traceback.format_exception(exc)))
+            message += f" (details: {path})"
+        except OSError:
+            pass
     print(f"lrp-audit: {message}", file=sys.stderr)
     return status
 

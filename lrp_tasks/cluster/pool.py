@@ -30,6 +30,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from lrp_tasks.cluster import local_ray
+from lrp_tasks.cluster.captured import Captured, captured_stderr
 from lrp_tasks.config import RaySpec
 
 log = logging.getLogger("lrp_tasks.cluster.pool")
@@ -116,12 +117,16 @@ def ray_session(
     with ExitStack() as session:
         session.callback(ray.shutdown)  # also after a failed or interrupted start (a no-op if none)
         if address:
-            try:
-                with local_ray.keep_signal_handler(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # Ray Client's timeout warning: the error below says it
+            ray_said = Captured()
+            try:  # Ray's C++ retry lines on fd 2 are kept back, and folded into the error below
+                with captured_stderr(ray_said), local_ray.keep_signal_handler(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Ray Client's timeout warning: the error says it
                     ray.init(address=address, **kwargs)
             except Exception as exc:  # a cluster that cannot be joined: one message naming it and why
-                raise ClusterConnectionError(connection_failure(address, exc)) from exc
+                error = ClusterConnectionError(connection_failure(address, exc, ray_said.text))
+                if ray_said.text:
+                    error.add_note("Ray's output while joining:\n" + ray_said.text.rstrip())
+                raise error from exc
         else:
             cpus = num_cpus or max(spec.workers * spec.cpus_per_worker, 1)
             session.enter_context(local_ray.private_auth())
@@ -130,11 +135,14 @@ def ray_session(
         yield ray.cluster_resources()
 
 
-def connection_failure(address: str, exc: BaseException) -> str:
-    """Why joining the cluster at `address` failed, and what to check."""
+def connection_failure(address: str, exc: BaseException, ray_output: str = "") -> str:
+    """Why joining the cluster at `address` failed (the error, and Ray's own log lines), what to check."""
     first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    if any(word in str(exc).lower() for word in ("auth", "token", "unauthenticated")):
+    said = f"{exc}\n{ray_output}".lower()
+    if "invalidauthtoken" in said or "unauthenticated" in said:
+        reason = "the cluster refused this client's authentication token, or it has none"
+    if any(word in said for word in ("invalidauthtoken", "unauthenticated", "auth token")):
         hint = "the cluster uses token authentication: set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to its token"
     elif address.startswith("ray://"):
         hint = "check that the head's Ray Client server (port 10001 by default) is running and reachable"

@@ -121,3 +121,22 @@ def test_unexpected_error_is_one_line_with_the_log_file(tmp_path: Path) -> None:
     line = assert_one_line(proc, 1, "details: ")
     log = Path(line.rsplit("details: ", 1)[1].rstrip(")"))
     assert log.parent == tmp_path / "logs" and "Traceback" in log.read_text()
+
+
+def test_cluster_without_this_clients_token_is_one_line(tmp_path: Path) -> None:
+    """A token-authenticated cluster joined without its token: Ray's C++ retry lines (one a second)
+    stay off the terminal, and the line says what is missing."""
+    import os
+
+    from tests.cluster.ray_cluster import LocalRayCluster
+
+    config = write_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    with LocalRayCluster(nodes_wanted=1, cpus_per_node=2) as cluster:
+        proc = subprocess.run(
+            [sys.executable, "-m", "flows", "run", str(config), "--ray-address", cluster.address],
+            capture_output=True, text=True, timeout=400, cwd=ROOT, env=env,
+        )
+    assert_one_line(proc, 1, f"cannot join the Ray cluster at {cluster.address}", "RAY_AUTH_TOKEN")
+    assert "gcs_client" not in proc.stderr
