@@ -166,8 +166,8 @@ def audit(
             directory in a deployment); its relative paths resolve against its own directory.
         fresh: Wipe an existing store instead of resuming it.
         compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and
-            is compared with the last successful run of the same deployment) or the path of an
-            audit to compare with.
+            is compared with the last successful run of the same deployment and config) or the
+            path of an audit to compare with.
         base_dir: The directory relative paths of the audit resolve against (default: the config
             file's directory, or the working directory for the config form).
     """
@@ -176,7 +176,7 @@ def audit(
         get_run_logger().warning(note)
     # the output's one resolution before the store is prepared: the lock and the comparison need it
     output = resolve_audit(cfg, root).output
-    plan = plan_comparison(compare_with, output)
+    plan = plan_comparison(compare_with, output, cfg)
     cfg = cfg.model_copy(update={"output": plan.output})
     phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
