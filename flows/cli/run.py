@@ -128,7 +128,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lrp_tasks.audit.prepare import prepare_audit
+    from lrp_tasks.audit.prepare import estimate_seconds, prepare_audit, store_outcome
 
     cfg = load_config(args.config)
     root = config_dir(args.config)
@@ -137,11 +137,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     output = preparation.config.output
     shards = -(-spec.n_samples // spec.shard_size)
     print(f"{args.config}: valid audit '{cfg.name}' -> {output}")
-    print(f"  model: {preparation.explainer.analyzer.__class__.__name__} over {spec.n_classes} classes")
+    print(f"  model: {spec.n_classes} classes; rules (step => rule):")
+    for line in spec.composite.splitlines()[1:-1]:
+        print(f"    {line.strip().rstrip(',')}")
     print(f"  dataset: {spec.n_samples} samples of shape {spec.sample_shape}, {shards} shard(s) of {spec.shard_size}")
-    print("  checked: files, model and weights, composite, one sample explained" + (
-        f", layerwise {list(spec.layerwise)}" if spec.layerwise else ""
-    ) + (f", CRP at {cfg.storage.crp.layer}" if cfg.storage.crp else ""))
+    if preparation.probe is not None:
+        low, high = preparation.probe.relevance_range
+        print(f"  probe (first sample): relevance from {low:.4g} to {high:.4g}; stored as {spec.dtype}")
+    print(f"  store: {store_outcome(preparation)}")
+    seconds, size = estimate_seconds(preparation)
+    workers = max(1, preparation.config.ray.workers)
+    print(
+        f"  estimate: explaining {spec.n_samples} samples takes about {seconds:.2g} s on one worker like this "
+        f"machine ({seconds / workers:.2g} s over {workers} worker(s); timed on one batch of {size}; "
+        "Ray start, metrics and the report come on top)"
+    )
+    print(
+        "  checked: files, model and weights, composite, one sample explained"
+        + (f", layerwise {list(spec.layerwise)}" if spec.layerwise else "")
+        + (f", CRP at {cfg.storage.crp.layer}" if cfg.storage.crp else "")
+    )
     return 0
 
 
