@@ -72,7 +72,7 @@ def test_previous_compares_with_the_last_completed_run_of_the_deployment_and_con
 
     base = tmp_path / "nightly"
     cfg = parse_config(digits_audit_config(base, "nightly", **SETTINGS))
-    other = parse_config(digits_audit_config(tmp_path / "adhoc", "adhoc", **{**SETTINGS, "batch_size": 64, "shard_size": 64}))
+    other = parse_config(digits_audit_config(tmp_path / "adhoc", "adhoc", **{**SETTINGS, "shard_size": 64}))
     same = [config_tag(cfg, str(base))]
     with get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name("audit")
