@@ -40,6 +40,14 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_rate(per_second: float) -> str:
+    """A rate for people: whole numbers from 10 up, two significant digits below (``0.42``), so a
+    slow run never reads "0 samples/s"."""
+    if per_second != per_second or per_second <= 0:
+        return "0"
+    return f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
+
+
 @dataclass
 class Progress:
     total_shards: int
@@ -118,6 +126,6 @@ class Progress:
     def line(self) -> str:
         return (
             f"{self.done_shards}/{self.total_shards} shards ({self.percent:.0f}%), "
-            f"{self.samples} samples, {self.samples_per_second:.0f} samples/s, "
+            f"{self.samples} samples, {format_rate(self.samples_per_second)} samples/s, "
             f"elapsed {format_seconds(self.elapsed)}, ETA {format_seconds(self.eta_seconds)}"
         )

@@ -117,7 +117,7 @@ def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path
     assert "Token authentication" not in err and "RAY_AUTH_MODE" not in err, err[-3000:]
     assert "\r" not in err
     assert "ETA" in err and "elapsed" in err
-    assert "samples/s end to end" in err and "once running" in err
+    assert "samples/s in the explain step" in err and "once running" in err
     result = json.loads(run.stdout()[run.stdout().index("{") :])
     assert result["samples_explained"] == 360
     assert 0 < result["samples_per_second"] <= result["samples_per_second_running"]
