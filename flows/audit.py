@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from flows.compare import ComparePlan, plan_comparison
-from flows.progress import Progress
+from flows.progress import Progress, stage
 from flows.spray import spray_after_audit
 from lrp_tasks.audit.prepare import PreparedAudit, prepare_audit, resolve_audit
 from lrp_tasks.audit.run import run_shards
@@ -193,10 +193,13 @@ def audit(
         timing = explain_on_ray(prepared["audit"], prepared["pending"], total, lease=lock.token)
         phases["explain"] = time.perf_counter()
         if cfg.metrics.efficient_mprt is not None:
+            stage(f"eMPRT sanity check: {cfg.metrics.efficient_mprt.samples} samples, trained vs randomised model")
             sanity_check(cfg)
         phases["sanity_check"] = time.perf_counter()
+        stage("writing the report (statistics, heatmaps, report.html)")
         stats = report(cfg, timing, plan)
         phases["report"] = time.perf_counter()
+        stage(f"report written in {phases['report'] - phases['sanity_check']:.1f} s")
         analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
     marks = list(phases.values())
     phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}

@@ -40,6 +40,12 @@ class PlainProgressLines:
                 self._heartbeat = threading.Thread(target=self._beat, name="lrp-audit-heartbeat", daemon=True)
                 self._heartbeat.start()
 
+    def stage(self, text: str) -> None:
+        """A step after the shards (eMPRT, report, SpRAy): its own line."""
+        with self._lock:
+            self.stream.write(f"lrp-audit: {text}\n")
+            self.stream.flush()
+
     def _write(self, progress: Progress, now: float) -> None:
         self._last = now
         self.stream.write(f"lrp-audit: {progress.line()}\n")
@@ -104,6 +110,10 @@ class RichProgressBar:
         self._bar.update(self._task, completed=progress.done_shards, **fields)
         if progress.finished:
             self.close()
+
+    def stage(self, text: str) -> None:
+        """A step after the shards: printed above the bar (or alone once it stopped)."""
+        self._bar.console.print(f"lrp-audit: {text}", markup=False, highlight=False)
 
     def close(self) -> None:
         if self._task is not None:

@@ -30,6 +30,26 @@ def _notify(progress: Progress) -> None:
         listener(progress)
 
 
+StageListener = Callable[[str], None]
+_stage_listeners: list[StageListener] = []
+
+
+def add_stage_listener(listener: StageListener) -> None:
+    """Called with one line when a step after the shards begins or ends (eMPRT, the report, SpRAy)."""
+    _stage_listeners.append(listener)
+
+
+def remove_stage_listener(listener: StageListener) -> None:
+    if listener in _stage_listeners:
+        _stage_listeners.remove(listener)
+
+
+def stage(text: str) -> None:
+    """Tell the listeners (the command line's display) what the run is doing now."""
+    for listener in list(_stage_listeners):
+        listener(text)
+
+
 def format_seconds(seconds: float | None) -> str:
     """``1:02:03`` / ``2:03``; ``?`` when unknown."""
     if seconds is None or seconds != seconds or seconds == float("inf"):

@@ -17,6 +17,9 @@ from lrp_tasks.config import AuditConfig, apply_overrides, config_dir, load_conf
 
 def cmd_run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    # the first line comes before anything heavy is imported: checks, model load and Prefect's start
+    # take tens of seconds on a big model, and a silent command looks hung
+    print(PREPARING.format(config=args.config), file=sys.stderr, flush=True)
     quiet_defaults()
     if not args.no_progress:
         # the progress display replaces per-shard INFO lines on the terminal; they still reach the Prefect API
@@ -37,10 +40,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RunInterrupted(signum) from None
 
 
+PREPARING = "lrp-audit: preparing {config}: checking the config and its files, loading the model, explaining one sample"
+STARTING = "lrp-audit: checked in {seconds:.1f} s; starting the Prefect server and the audit flow (Ray, workers)"
+
+
 def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     from flows.temporary_server import start_in_background
 
     cfg = _run_config(args)  # every check, before any Prefect server or Ray starts
+    print(STARTING.format(seconds=time.perf_counter() - began), file=sys.stderr, flush=True)
     server = start_in_background()  # meanwhile Prefect's flow engine, Ray and the flow are imported
     from flows import progress
     from flows.audit import audit
@@ -57,6 +65,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     display = None if args.no_progress else progress_display(sys.stderr)
     if display is not None:
         progress.add_listener(display)
+        progress.add_stage_listener(display.stage)
     try:
         result = audit(
             config=cfg, fresh=args.fresh, compare_with=args.compare_with, base_dir=str(config_dir(args.config))
@@ -64,6 +73,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     finally:
         if display is not None:
             progress.remove_listener(display)
+            progress.remove_stage_listener(display.stage)
             display.close()
     ended = time.perf_counter()
     phases = result.setdefault("phase_seconds", {})

@@ -71,6 +71,7 @@ def test_run_refuses_a_bad_config_before_prefect_starts_in_one_message(tmp_path,
     code, out, err = cli(capsys, "run", str(path), "--no-progress")
     assert code == 2 and out == ""
     assert err.splitlines() == [
+        f"lrp-audit: preparing {path}: checking the config and its files, loading the model, explaining one sample",
         "lrp-audit: invalid configuration",
         f"{path}: model: cannot import the builder module 'no_such_module_4711' (looked in {path.parent} and the "
         "installed packages): No module named 'no_such_module_4711'",

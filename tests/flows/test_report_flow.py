@@ -14,6 +14,7 @@ import yaml
 from flows.audit import audit
 from flows.cli import main
 from flows.compare import CompareWithError, config_tag, run_store
+from flows.progress import add_stage_listener, remove_stage_listener
 from lrp_tasks.config import parse_config
 from lrp_tasks.report.document import COMPARISON_DIR
 from tests.digits_audit import digits_audit_config
@@ -54,7 +55,13 @@ def test_flow_writes_report_and_compares_with_a_given_audit(tmp_path: Path, caps
     assert "report.html" in text and "predictions changed" in text
     # an audit of other samples: the run still succeeds, the artifact says why nothing was compared
     other = write_demo_audit(tmp_path / "train", dataset={"kind": "digits", "split": "train"})
-    again = audit(config=parse_config(settings), compare_with=str(other))
+    stages: list[str] = []
+    add_stage_listener(stages.append)
+    try:
+        again = audit(config=parse_config(settings), compare_with=str(other))
+    finally:
+        remove_stage_listener(stages.append)
+    assert [s.split(" (")[0].split(" in ")[0] for s in stages] == ["writing the report", "report written"]
     assert "comparison" not in again and os.path.exists(again["report"])
     assert "could not compare with" in _artifact("audit-report-flow") and "different datasets" in _artifact(
         "audit-report-flow"
