@@ -201,6 +201,7 @@ def audit(
         phases["report"] = time.perf_counter()
         stage(f"report written in {phases['report'] - phases['sanity_check']:.1f} s")
         analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
+        phases["spray"] = time.perf_counter()
     marks = list(phases.values())
     phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}
     phase_seconds["ray_start_and_model_loads"] = timing.get("startup_seconds", 0.0)

@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     phases["command_before_flow"] = flow_called - began  # imports, config, the temporary server
     phases["waiting_for_prefect_server"] = waited  # the part of the server's start not hidden by imports
     phases["prefect_flow_engine"] = (ended - flow_called) - sum(
-        phases.get(k, 0.0) for k in ("prepare_store", "explain", "sanity_check", "report")
+        phases.get(k, 0.0) for k in ("prepare_store", "explain", "sanity_check", "report", "spray")
     )
     phases["command_total"] = ended - began
     print(json.dumps(result, indent=2, default=str))
