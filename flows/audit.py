@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from flows.compare import ComparePlan, plan_comparison
-from flows.progress import Progress
+from flows.progress import Progress, stage
 from flows.spray import spray_after_audit
 from lrp_tasks.audit.prepare import PreparedAudit, prepare_audit, resolve_audit
 from lrp_tasks.audit.run import run_shards
@@ -166,8 +166,8 @@ def audit(
             directory in a deployment); its relative paths resolve against its own directory.
         fresh: Wipe an existing store instead of resuming it.
         compare_with: "previous" (each run of a deployment writes <output>/runs/<flow run id> and
-            is compared with the last successful run of the same deployment) or the path of an
-            audit to compare with.
+            is compared with the last successful run of the same deployment and config) or the
+            path of an audit to compare with.
         base_dir: The directory relative paths of the audit resolve against (default: the config
             file's directory, or the working directory for the config form).
     """
@@ -176,7 +176,7 @@ def audit(
         get_run_logger().warning(note)
     # the output's one resolution before the store is prepared: the lock and the comparison need it
     output = resolve_audit(cfg, root).output
-    plan = plan_comparison(compare_with, output)
+    plan = plan_comparison(compare_with, output, cfg)
     cfg = cfg.model_copy(update={"output": plan.output})
     phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
@@ -193,11 +193,15 @@ def audit(
         timing = explain_on_ray(prepared["audit"], prepared["pending"], total, lease=lock.token)
         phases["explain"] = time.perf_counter()
         if cfg.metrics.efficient_mprt is not None:
+            stage(f"eMPRT sanity check: {cfg.metrics.efficient_mprt.samples} samples, trained vs randomised model")
             sanity_check(cfg)
         phases["sanity_check"] = time.perf_counter()
+        stage("writing the report (statistics, heatmaps, report.html)")
         stats = report(cfg, timing, plan)
         phases["report"] = time.perf_counter()
+        stage(f"report written in {phases['report'] - phases['sanity_check']:.1f} s")
         analysis = spray_after_audit(cfg)  # after the last shard commits; None without analysis.spray
+        phases["spray"] = time.perf_counter()
     marks = list(phases.values())
     phase_seconds = {name: b - a for name, a, b in zip(list(phases)[1:], marks[:-1], marks[1:], strict=True)}
     phase_seconds["ray_start_and_model_loads"] = timing.get("startup_seconds", 0.0)

@@ -4,17 +4,25 @@
 - ``compare_with="<path>"``: as above, then compared with the audit at that path.
 - ``compare_with="previous"`` (the nightly deployment): every flow run writes its own store,
   ``<output>/runs/<flow run id>`` (a retry of the same flow run resumes it), and is compared with the
-  store of the last flow run of the same deployment that ended COMPLETED, found through the Prefect
-  API. Old run directories are kept until deleted by hand (docs/deployment.md).
+  store of the last flow run of the same deployment *and the same config* that ended COMPLETED, found
+  through the Prefect API: each such run is tagged ``lrp-audit-config:<key>``, the key a digest of the
+  config's audit digest and its output, so an ad-hoc run of the deployment with another config
+  (``--param config_path=...``) is never "the previous run" of the nightly one. Old run directories
+  are kept until deleted by hand (docs/deployment.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
+from lrp_tasks.audit.identity import audit_digest
+from lrp_tasks.config import AuditConfig
+
 PREVIOUS = "previous"
 RUNS_DIR = "runs"
+TAG_PREFIX = "lrp-audit-config:"
 
 
 class CompareWithError(ValueError):
@@ -33,8 +41,25 @@ def run_store(base: str, flow_run_id: str) -> str:
     return os.path.join(base, RUNS_DIR, str(flow_run_id))
 
 
-def previous_completed_run(deployment_id: str, current_run_id: str | None) -> str | None:
-    """Id of the last flow run of the deployment that ended COMPLETED (excluding the current one)."""
+def config_tag(cfg: AuditConfig, output: str) -> str:
+    """The flow-run tag of an audit's config: its audit digest and the output its runs go under."""
+    key = hashlib.sha256(f"{audit_digest(cfg)}\n{os.path.abspath(output)}".encode()).hexdigest()[:16]
+    return TAG_PREFIX + key
+
+
+def tag_flow_run(run_id: str, tag: str) -> None:
+    """Add ``tag`` to the flow run (kept with its other tags), so later runs can find it."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        tags = list(client.read_flow_run(run_id).tags or [])
+        if tag not in tags:
+            client.update_flow_run(run_id, tags=[*tags, tag])
+
+
+def previous_completed_run(deployment_id: str, current_run_id: str | None, tag: str | None = None) -> str | None:
+    """Id of the last flow run of the deployment that ended COMPLETED (excluding the current one),
+    among the runs carrying ``tag`` when given."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -43,6 +68,7 @@ def previous_completed_run(deployment_id: str, current_run_id: str | None) -> st
         FlowRunFilterId,
         FlowRunFilterState,
         FlowRunFilterStateType,
+        FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
@@ -50,6 +76,8 @@ def previous_completed_run(deployment_id: str, current_run_id: str | None) -> st
     runs_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])))
     if current_run_id:
         runs_filter.id = FlowRunFilterId(not_any_=[current_run_id])
+    if tag:
+        runs_filter.tags = FlowRunFilterTags(all_=[tag])
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_run_filter=runs_filter,
@@ -60,8 +88,9 @@ def previous_completed_run(deployment_id: str, current_run_id: str | None) -> st
     return str(runs[0].id) if runs else None
 
 
-def plan_comparison(compare_with: str | None, output: str) -> ComparePlan:
-    """Where this run writes and what it compares with, from the flow's runtime context."""
+def plan_comparison(compare_with: str | None, output: str, cfg: AuditConfig | None = None) -> ComparePlan:
+    """Where this run writes and what it compares with, from the flow's runtime context (``cfg``: the
+    run's config, which ``previous`` must match)."""
     if not compare_with:
         return ComparePlan(output, None, "")
     if compare_with != PREVIOUS:
@@ -77,9 +106,14 @@ def plan_comparison(compare_with: str | None, output: str) -> ComparePlan:
             "run belongs to no deployment; give the path of an audit to compare with instead"
         )
     here = run_store(output, run_id)
-    previous = previous_completed_run(str(deployment_id), str(run_id))
+    tag = config_tag(cfg, output) if cfg is not None else None
+    if tag is not None:
+        tag_flow_run(str(run_id), tag)
+    previous = previous_completed_run(str(deployment_id), str(run_id), tag)
     if previous is None:
-        return ComparePlan(here, None, "first successful run of this deployment: nothing to compare with yet")
+        return ComparePlan(
+            here, None, "first successful run of this deployment with this config: nothing to compare with yet"
+        )
     there = run_store(output, previous)
     if not os.path.isdir(there):
         return ComparePlan(here, None, f"the previous run's store {there} is gone: nothing to compare with")

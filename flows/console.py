@@ -2,35 +2,72 @@
 
 On a terminal: a ``rich`` progress bar (shards, samples/s, elapsed time, time left), redrawn in
 place. Anywhere else (a log file, a pipe, CI): no redraws and no ANSI codes, one plain line per
-``interval`` seconds and a last line when the audit finishes."""
+``interval`` seconds (10), also while no shard finishes (a heartbeat), and a last line when the audit
+finishes."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any
 
-from flows.progress import Progress, format_seconds
+from flows.progress import Progress, format_rate, format_seconds
 
 
 class PlainProgressLines:
-    """One line per ``interval`` seconds (and the last one), for logs: nothing to redraw."""
+    """One line per ``interval`` seconds (and the last one), for logs: nothing to redraw.
+
+    A heartbeat thread writes the line again whenever ``interval`` passes without one, so a pipe
+    hears from a run while a long shard is still running (elapsed time and ETA move on)."""
 
     def __init__(self, stream: IO[str], interval: float = 10.0) -> None:
         self.stream, self.interval = stream, interval
         self._last: float | None = None
+        self._latest: Progress | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        due = self._last is None or now - self._last >= self.interval
-        if not (due or progress.finished):
-            return
+        with self._lock:
+            self._latest = progress
+            now = time.monotonic()
+            due = self._last is None or now - self._last >= self.interval
+            if due or progress.finished:
+                self._write(progress, now)
+            if self._heartbeat is None and not progress.finished:
+                self._heartbeat = threading.Thread(target=self._beat, name="lrp-audit-heartbeat", daemon=True)
+                self._heartbeat.start()
+
+    def stage(self, text: str) -> None:
+        """A step after the shards (eMPRT, report, SpRAy): its own line."""
+        with self._lock:
+            self.stream.write(f"lrp-audit: {text}\n")
+            self.stream.flush()
+
+    def _write(self, progress: Progress, now: float) -> None:
         self._last = now
         self.stream.write(f"lrp-audit: {progress.line()}\n")
         self.stream.flush()
 
+    def _beat(self) -> None:
+        wait = self.interval
+        while not self._stop.wait(wait):
+            with self._lock:
+                latest, now = self._latest, time.monotonic()
+                if latest is None or latest.finished:
+                    return
+                since = now - (self._last if self._last is not None else now)
+                if since >= self.interval:
+                    self._write(latest, now)
+                    since = 0.0
+                wait = max(self.interval - since, 0.0)
+
     def close(self) -> None:
-        pass
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
 
 
 class RichProgressBar:
@@ -64,7 +101,7 @@ class RichProgressBar:
         self._task: Any = None
 
     def __call__(self, progress: Progress) -> None:
-        fields = {"samples": progress.samples, "rate": f"{progress.samples_per_second:.0f}"}
+        fields = {"samples": progress.samples, "rate": format_rate(progress.samples_per_second)}
         if self._task is None:
             self._bar.start()
             self._task = self._bar.add_task(
@@ -73,6 +110,10 @@ class RichProgressBar:
         self._bar.update(self._task, completed=progress.done_shards, **fields)
         if progress.finished:
             self.close()
+
+    def stage(self, text: str) -> None:
+        """A step after the shards: printed above the bar (or alone once it stopped)."""
+        self._bar.console.print(f"lrp-audit: {text}", markup=False, highlight=False)
 
     def close(self) -> None:
         if self._task is not None:
@@ -89,14 +130,17 @@ def progress_display(stream: IO[str] | None = None, interval: float = 10.0) -> P
 
 
 def rates_line(result: dict[str, Any], wall_seconds: float) -> str:
-    """The closing line: samples/s with and without start-up, and what the start-up was."""
+    """The closing line: the two rates of the JSON result (``samples_per_second``: the explain step,
+    start-up included, the rate the progress lines show; ``samples_per_second_running``: once running)
+    printed as they are there, and the whole command's time."""
     n = int(result.get("samples_explained", 0))
     if not n:
         return f"lrp-audit: nothing to explain (all shards committed), {format_seconds(wall_seconds)} in all"
+    step = float(result.get("samples_per_second") or 0.0)
     running = float(result.get("samples_per_second_running") or 0.0)
     return (
-        f"lrp-audit: {n} samples explained; {n / wall_seconds:.0f} samples/s end to end "
-        f"({format_seconds(wall_seconds)} for the whole command, start-up included), "
-        f"{running:.0f} samples/s once running (start-up excluded: Ray and worker model loads "
-        f"{float(result.get('startup_seconds') or 0.0):.1f} s)"
+        f"lrp-audit: {n} samples explained; {format_rate(step)} samples/s in the explain step "
+        f"(samples_per_second: Ray and worker model loads included, "
+        f"{float(result.get('startup_seconds') or 0.0):.1f} s), {format_rate(running)} samples/s once running "
+        f"(samples_per_second_running); {format_seconds(wall_seconds)} for the whole command"
     )

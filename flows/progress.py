@@ -30,6 +30,26 @@ def _notify(progress: Progress) -> None:
         listener(progress)
 
 
+StageListener = Callable[[str], None]
+_stage_listeners: list[StageListener] = []
+
+
+def add_stage_listener(listener: StageListener) -> None:
+    """Called with one line when a step after the shards begins or ends (eMPRT, the report, SpRAy)."""
+    _stage_listeners.append(listener)
+
+
+def remove_stage_listener(listener: StageListener) -> None:
+    if listener in _stage_listeners:
+        _stage_listeners.remove(listener)
+
+
+def stage(text: str) -> None:
+    """Tell the listeners (the command line's display) what the run is doing now."""
+    for listener in list(_stage_listeners):
+        listener(text)
+
+
 def format_seconds(seconds: float | None) -> str:
     """``1:02:03`` / ``2:03``; ``?`` when unknown."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
@@ -38,6 +58,14 @@ def format_seconds(seconds: float | None) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_rate(per_second: float) -> str:
+    """A rate for people: whole numbers from 10 up, two significant digits below (``0.42``), so a
+    slow run never reads "0 samples/s"."""
+    if per_second != per_second or per_second <= 0:
+        return "0"
+    return f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 @dataclass
@@ -118,6 +146,6 @@ class Progress:
     def line(self) -> str:
         return (
             f"{self.done_shards}/{self.total_shards} shards ({self.percent:.0f}%), "
-            f"{self.samples} samples, {self.samples_per_second:.0f} samples/s, "
+            f"{self.samples} samples, {format_rate(self.samples_per_second)} samples/s, "
             f"elapsed {format_seconds(self.elapsed)}, ETA {format_seconds(self.eta_seconds)}"
         )

@@ -8,11 +8,13 @@ Run it from the command line (``lrp-audit spray audits/planted``), from Python
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.progress import stage
 from lrp_tasks.analysis import SprayPlan, SpraySpec, plan_spray, spray_class
 from lrp_tasks.cluster.pool import map_on_ray
 from lrp_tasks.config import AuditConfig, RaySpec
@@ -45,10 +47,18 @@ def run_classes(the_plan: SprayPlan, ray_spec: RaySpec | None) -> list[dict[str,
     logger = get_run_logger()
     if not the_plan.classes:
         return []
+    n = len(the_plan.classes)
     if ray_spec is None:  # in this process, one class after the other
-        return [spray_class(the_plan, c) for c in the_plan.classes]
-    logger.info("SpRAy on %d class(es) as Ray tasks", len(the_plan.classes))
+        outcomes = []
+        for i, c in enumerate(the_plan.classes, 1):
+            outcomes.append(spray_class(the_plan, c))
+            stage(f"SpRAy: class {c} done ({i} of {n}, {outcomes[-1]['seconds']:.1f} s)")
+        return outcomes
+    logger.info("SpRAy on %d class(es) as Ray tasks", n)
+    stage(f"SpRAy: {n} class(es) as Ray tasks {the_plan.classes}")
+    began = time.perf_counter()
     done, failed = map_on_ray(ray_spec, functools.partial(spray_class, the_plan), the_plan.classes)
+    stage(f"SpRAy: {len(done)} of {n} class(es) done in {time.perf_counter() - began:.1f} s")
     if failed:
         detail = "; ".join(f"class {c}: {cause}" for c, cause in sorted(failed.items()))
         raise SprayFailedError(f"SpRAy failed for {len(failed)} class(es) ({detail}); the others are written")

@@ -1,6 +1,8 @@
 """lrp_tasks.models.training, the one training loop of scripts/train_*.py: it imports only torch and
-numpy, and a run is repeatable to the byte. (That a training script repeats to the byte and gives a
-model that behaves like the committed one is tests/analysis/test_planted.py::test_training_is_deterministic.)"""
+numpy, and two runs in one process (one machine, its CPU kernels, one thread) give the same bytes;
+nothing here holds across machines. (That a training script repeats to the byte on one machine and
+gives a model that behaves like the committed one is
+tests/analysis/test_planted.py::test_training_is_deterministic.)"""
 
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ from lrp_tasks.config import AuditConfig, apply_overrides, config_dir, load_conf
 
 def cmd_run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    # the first line comes before anything heavy is imported: checks, model load and Prefect's start
+    # take tens of seconds on a big model, and a silent command looks hung
+    print(PREPARING.format(config=args.config), file=sys.stderr, flush=True)
     quiet_defaults()
     if not args.no_progress:
         # the progress display replaces per-shard INFO lines on the terminal; they still reach the Prefect API
@@ -37,10 +40,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RunInterrupted(signum) from None
 
 
+PREPARING = "lrp-audit: preparing {config}: checking the config and its files, loading the model, explaining one sample"
+STARTING = "lrp-audit: checked in {seconds:.1f} s; starting the Prefect server and the audit flow (Ray, workers)"
+
+
 def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     from flows.temporary_server import start_in_background
 
     cfg = _run_config(args)  # every check, before any Prefect server or Ray starts
+    print(STARTING.format(seconds=time.perf_counter() - began), file=sys.stderr, flush=True)
     server = start_in_background()  # meanwhile Prefect's flow engine, Ray and the flow are imported
     from flows import progress
     from flows.audit import audit
@@ -60,6 +68,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     display = None if args.no_progress else progress_display(sys.stderr)
     if display is not None:
         progress.add_listener(display)
+        progress.add_stage_listener(display.stage)
     try:
         result = audit(
             config=cfg, fresh=args.fresh, compare_with=args.compare_with, base_dir=str(config_dir(args.config))
@@ -67,13 +76,14 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     finally:
         if display is not None:
             progress.remove_listener(display)
+            progress.remove_stage_listener(display.stage)
             display.close()
     ended = time.perf_counter()
     phases = result.setdefault("phase_seconds", {})
     phases["command_before_flow"] = flow_called - began  # imports, config, the temporary server
     phases["waiting_for_prefect_server"] = waited  # the part of the server's start not hidden by imports
     phases["prefect_flow_engine"] = (ended - flow_called) - sum(
-        phases.get(k, 0.0) for k in ("prepare_store", "explain", "sanity_check", "report")
+        phases.get(k, 0.0) for k in ("prepare_store", "explain", "sanity_check", "report", "spray")
     )
     phases["command_total"] = ended - began
     print(json.dumps(result, indent=2, default=str))
@@ -131,7 +141,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lrp_tasks.audit.prepare import prepare_audit
+    from lrp_tasks.audit.prepare import estimate_seconds, prepare_audit, store_outcome
 
     cfg = load_config(args.config)
     root = config_dir(args.config)
@@ -140,11 +150,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     output = preparation.config.output
     shards = -(-spec.n_samples // spec.shard_size)
     print(f"{args.config}: valid audit '{cfg.name}' -> {output}")
-    print(f"  model: {preparation.explainer.analyzer.__class__.__name__} over {spec.n_classes} classes")
+    print(f"  model: {spec.n_classes} classes; rules (step => rule):")
+    for line in spec.composite.splitlines()[1:-1]:
+        print(f"    {line.strip().rstrip(',')}")
     print(f"  dataset: {spec.n_samples} samples of shape {spec.sample_shape}, {shards} shard(s) of {spec.shard_size}")
-    print("  checked: files, model and weights, composite, one sample explained" + (
-        f", layerwise {list(spec.layerwise)}" if spec.layerwise else ""
-    ) + (f", CRP at {cfg.storage.crp.layer}" if cfg.storage.crp else ""))
+    if preparation.probe is not None:
+        low, high = preparation.probe.relevance_range
+        print(f"  probe (first sample): relevance from {low:.4g} to {high:.4g}; stored as {spec.dtype}")
+    print(f"  store: {store_outcome(preparation)}")
+    seconds, size = estimate_seconds(preparation)
+    workers = max(1, preparation.config.ray.workers)
+    print(
+        f"  estimate: explaining {spec.n_samples} samples takes about {seconds:.2g} s on one worker like this "
+        f"machine ({seconds / workers:.2g} s over {workers} worker(s); timed on one batch of {size}; "
+        "Ray start, metrics and the report come on top)"
+    )
+    print(
+        "  checked: files, model and weights, composite, one sample explained"
+        + (f", layerwise {list(spec.layerwise)}" if spec.layerwise else "")
+        + (f", CRP at {cfg.storage.crp.layer}" if cfg.storage.crp else "")
+    )
     return 0
 
 

@@ -87,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
     spray.add_argument("--classes", type=_classes, help="comma-separated classes (default: every class)")
     spray.add_argument("--by", choices=["predicted", "label"], help="group samples by predicted class or label")
     spray.add_argument("--k", type=_k, help="'auto' (eigengap) or a number of clusters")
-    spray.add_argument("--recompute", action="store_true", help="replace results of another SpRAy config")
+    spray.add_argument("--recompute", action="store_true", help="replace results of another config (of --classes only)")
     spray.add_argument("--no-ray", action="store_true", help="run the classes one by one in this process")
     spray.add_argument("--ray-address", help="run on an existing Ray cluster (e.g. ray://head:10001)")
     spray.set_defaults(func=cmd_spray)

@@ -1,6 +1,6 @@
 """SpRAy results in the audit store, under ``<audit>/analysis/spray/``::
 
-    spray.json                      the SpRAy config, its digest and the audit snapshot it describes
+    spray.json                      the SpRAy configs in use (digest -> config, audit snapshot)
     samples/class-000003.parquet    one row per sample of class 3: clusters, layout, distances
     clusters/class-000003.parquet   one row per (k, cluster): size, distance, score, rank
     eigenvalues/class-000003.parquet
@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from lrp_tasks.store.layout import local_path
 
 from .spray import SprayResult
 
-FORMAT = 1
+FORMAT = 2
 SPRAY_DIR = ("analysis", "spray")
 MANIFEST = "spray.json"
 METADATA_KEY = b"lrp_audit_spray"
@@ -98,28 +98,72 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(parts) or "unknown"
 
 
-def prepare_root(audit_path: str, identity: dict[str, Any], on_change: str) -> tuple[Path, str]:
-    """Create or check ``analysis/spray``: same digest resumes, another is refused or wiped."""
+def _configs(stored: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """digest -> identity of every config the manifest knows (format 1 knew one)."""
+    if stored is None:
+        return {}
+    configs = dict(stored.get("configs") or {})
+    if stored.get("digest") and stored["digest"] not in configs:
+        configs[stored["digest"]] = stored.get("identity", {})
+    return configs
+
+
+def stored_classes(root: Path) -> dict[int, str]:
+    """class -> digest of every class whose samples part is in place (finished, under some config)."""
+    directory = root / SAMPLES
+    names = os.listdir(directory) if directory.is_dir() else []
+    found: dict[int, str] = {}
+    for name in names:
+        if name.startswith("class-") and name.endswith(".parquet"):
+            cls = int(name[len("class-") : -len(".parquet")])
+            digest = class_digest(root, cls)
+            if digest is not None:
+                found[cls] = digest
+    return found
+
+
+def prepare_root(
+    audit_path: str, identity: dict[str, Any], on_change: str, classes: list[int] | None = None
+) -> tuple[Path, str, list[int]]:
+    """Create or check ``analysis/spray`` for a request on ``classes`` (None: every class).
+
+    Classes finished under the same digest resume. Classes of another config or audit snapshot are
+    refused (``on_change="refuse"``), or with ``"recompute"``: a request for every class wipes the old
+    results; a request for some classes recomputes those and keeps the other classes' results with
+    their own config (listed in the manifest). Returns the root, the digest and the classes kept
+    under another config."""
     if on_change not in ("refuse", "recompute"):
         raise ValueError(f"on_change must be 'refuse' or 'recompute', got {on_change!r}")
     root = spray_dir(audit_path)
     digest = digest_of(identity)
     stored = read_manifest(root)
-    if stored is not None and stored.get("digest") != digest:
+    configs = _configs(stored)
+    by_class = {c: d for c, d in stored_classes(root).items() if d in configs}
+    other = {c: d for c, d in by_class.items() if d != digest}
+    if other:
         if on_change == "refuse":
+            first = next((c for c in sorted(other) if classes is None or c in classes), min(other))
             raise SprayConfigMismatchError(
                 f"{root} holds SpRAy results of another config or audit snapshot "
-                f"({_differences(stored.get('identity', {}), identity)}); rerun with --recompute "
-                "(or analysis.spray.on_change: recompute) to replace them"
+                f"({_differences(configs[other[first]], identity)}); rerun with --recompute "
+                "(lrp-audit spray) or on_change='recompute' (the spray flow) to replace them"
             )
-        wipe(root)
-        stored = None
+        if classes is None:
+            wipe(root)
+            by_class, other = {}, {}
     for sub in (SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    if stored is None:
-        body = {"format": FORMAT, "digest": digest, "identity": identity}
+    kept = sorted(c for c in other if classes is None or c not in classes)
+    in_use = set(by_class.values()) | {digest}  # a class being recomputed stays readable until replaced
+    body = {
+        "format": FORMAT,
+        "digest": digest,
+        "identity": identity,
+        "configs": {d: (identity if d == digest else configs[d]) for d in sorted(in_use)},
+    }
+    if stored != body:
         atomic_write_bytes(str(root / MANIFEST), json.dumps(body, indent=2, sort_keys=True).encode())
-    return root, digest
+    return root, digest, kept
 
 
 def wipe(root: Path) -> None:
@@ -131,16 +175,22 @@ def wipe(root: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def is_done(root: Path, cls: int, digest: str) -> bool:
+def class_digest(root: Path, cls: int) -> str | None:
+    """The digest a finished class was computed under (None: not finished)."""
     path = root / SAMPLES / class_file(cls, "parquet")
     try:
         meta = pq.read_schema(path).metadata or {}
     except (FileNotFoundError, pa.ArrowInvalid):
-        return False
+        return None
     try:
-        return json.loads(meta.get(METADATA_KEY, b"{}")).get("digest") == digest
+        digest = json.loads(meta.get(METADATA_KEY, b"{}")).get("digest")
     except ValueError:
-        return False
+        return None
+    return digest if isinstance(digest, str) else None
+
+
+def is_done(root: Path, cls: int, digest: str) -> bool:
+    return class_digest(root, cls) == digest
 
 
 def _parquet_bytes(frame: pd.DataFrame, metadata: dict[str, Any] | None = None) -> bytes:
@@ -250,14 +300,30 @@ class SprayResults:
     samples: pd.DataFrame
     clusters: pd.DataFrame
     eigenvalues: pd.DataFrame
+    digests: dict[int, str] = field(default_factory=dict)
+    """class -> digest of the config it was computed under (several after a partial recompute)."""
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.manifest["identity"]["config"])
+        """The SpRAy config of the finished classes (refused when they hold several: see config_of)."""
+        used = sorted(set(self.digests.values()))
+        if len(used) > 1:
+            groups = "; ".join(f"{sorted(c for c, d in self.digests.items() if d == u)}" for u in used)
+            raise SprayStoreError(
+                f"the classes hold results of {len(used)} SpRAy configs ({groups}); use config_of(class)"
+            )
+        digest = used[0] if used else self.manifest["digest"]
+        return dict(_configs(self.manifest)[digest]["config"])
+
+    def config_of(self, cls: int) -> dict[str, Any]:
+        """The SpRAy config a finished class was computed under."""
+        if cls not in self.digests:
+            raise KeyError(f"no finished SpRAy results for class {cls}; finished: {self.classes}")
+        return dict(_configs(self.manifest)[self.digests[cls]]["config"])
 
     @property
     def classes(self) -> list[int]:
-        return sorted(int(c) for c in self.samples["class"].unique())
+        return sorted(self.digests)
 
     def arrays(self, cls: int) -> dict[str, np.ndarray]:
         """Spectral embedding (``eigenvectors``), ``class_mean`` and ``mean_maps_k<k>`` of a class."""
@@ -283,16 +349,12 @@ def read_spray(audit_path: str | os.PathLike[str]) -> SprayResults:
     manifest = read_manifest(root)
     if manifest is None:
         raise SprayStoreError(f"no SpRAy results in {audit_path} (run `lrp-audit spray {audit_path}`)")
-    digest = manifest["digest"]
-    done = sorted(
-        int(name[len("class-") : -len(".parquet")])
-        for name in os.listdir(root / SAMPLES)
-        if name.startswith("class-") and name.endswith(".parquet")
-    )
-    done = [c for c in done if is_done(root, c, digest)]
+    configs = _configs(manifest)
+    digests = {c: d for c, d in stored_classes(root).items() if d in configs}
+    done = sorted(digests)
 
     def frame(sub: str) -> pd.DataFrame:
         paths = [root / sub / class_file(c, "parquet") for c in done]
         return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
 
-    return SprayResults(root, manifest, frame(SAMPLES), frame(CLUSTERS), frame(EIGENVALUES))
+    return SprayResults(root, manifest, frame(SAMPLES), frame(CLUSTERS), frame(EIGENVALUES), digests)

@@ -86,7 +86,10 @@ def plan_spray(audit_path: str, spec: SpraySpec, on_change: str = "refuse") -> S
         if too_small:
             detail = ", ".join(f"class {c}: {n} samples" for c, n in too_small.items())
             raise SprayRequestError(f"k={spec.k} clusters is more than the class holds ({detail})")
-    root, digest = prepare_root(audit_path, spray_identity(spec, reader.audit_id, shards), on_change)
+    identity = spray_identity(spec, reader.audit_id, shards)
+    root, digest, kept = prepare_root(audit_path, identity, on_change, wanted if spec.classes is not None else None)
+    if kept:
+        notes.append(f"kept the results of classes {kept}, computed with another SpRAy config or audit snapshot")
     done = [c for c in wanted if is_done(root, c, digest)]
     return SprayPlan(
         audit_path=str(audit_path),

@@ -8,10 +8,13 @@ disagree; this writes what its loader (``virelay.model``) reads:
   neither (H, W, 1) nor 2 channels) and ``label`` (N,) class indices. ViRelAy
   reads a sample by *position*, so samples are renumbered 0..N-1 in ascending audit sample index;
   ``sample_index`` (ignored by ViRelAy) keeps the audit's index of each position.
-* ``attribution.h5``: ``attribution`` (N, H, W, C) (ViRelAy sums channels), ``prediction`` (N, classes)
+* ``attribution.h5``: ``attribution`` (N, H, W, C) (ViRelAy sums the channels; a one-channel map is
+  written as (N, H, W, 2), the map and zeros: ViRelAy sums a last axis only when it is longer than 1,
+  and 7 of its 8 colour maps fail on an (H, W, 1) map), ``prediction`` (N, classes)
   logits, ``label`` (N,), ``index`` (N,) positions, and ``sample_index``.
 * ``analysis.h5``: one group per class (category name = class index as text) with ``index``
-  (positions of the class's samples), ``cluster/kmeans-<k>`` for every stored k and
+  (positions of the class's samples), ``cluster/kmeans-<k>`` for every stored k (k zero-padded to two
+  digits, ``kmeans-02`` … ``kmeans-10``: ViRelAy lists the names as text and opens the first) and
   ``embedding/spectral`` (the eigenvectors, attribute ``eigenvalue``) and ``embedding/tsne``
   (the 2-D layout, when SpRAy computed one).
 * ``label-map.json`` and ``project.yaml`` pointing at them (paths relative to the YAML).
@@ -61,6 +64,23 @@ def _hidden_then_rename(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def _attribution_layout(block: np.ndarray) -> np.ndarray:
+    """(n, C, H, W) or (n, H, W) → (n, H, W, C), one channel as (n, H, W, 2): the map and zeros.
+
+    ViRelAy's ``Attribution`` needs 3 axes, and its heatmap code sums the last axis only when it is
+    longer than 1; 7 of its 8 colour maps then index the map as 2-D, so (H, W, 1) fails there. A
+    zero second channel makes it sum to exactly the map."""
+    last = _channels_last(block)
+    if last.shape[-1] == 1:
+        return np.concatenate([last, np.zeros_like(last)], axis=-1)
+    return last
+
+
+def clustering_name(k: int) -> str:
+    """``kmeans-02``: names that sort as text in the order of k (ViRelAy sorts them as text)."""
+    return f"kmeans-{k:02d}"
+
+
 def _channels_last(block: np.ndarray) -> np.ndarray:
     """(n, C, H, W) or (n, H, W) → (n, H, W, C)."""
     if block.ndim == 3:
@@ -94,10 +114,9 @@ def _write_sample_files(reader: AuditReader, out: Path, samples: np.ndarray, lab
         return block[:, 0] if several and array is relevance else block
 
     positions = np.arange(n, dtype=np.int64)
-    first = _channels_last(rows(relevance, 0)[:1])
-    shape = first.shape[1:]
-
-    picture = _image(np.zeros((1, *shape))).shape[1:]
+    first = rows(relevance, 0)[:1]
+    shape = _attribution_layout(first).shape[1:]
+    picture = _image(np.zeros((1, *_channels_last(first).shape[1:]))).shape[1:]
 
     def write_input(path: Path) -> None:
         with h5py.File(path, "w") as f:
@@ -113,7 +132,7 @@ def _write_sample_files(reader: AuditReader, out: Path, samples: np.ndarray, lab
             data = f.create_dataset("attribution", (n, *shape), dtype="float32", chunks=(min(n, 256), *shape))
             pred = f.create_dataset("prediction", (n, logits.shape[1]), dtype="float32")
             for start in range(0, n, chunk):
-                block = _channels_last(np.asarray(rows(relevance, start), dtype=np.float32))
+                block = _attribution_layout(np.asarray(rows(relevance, start), dtype=np.float32))
                 data[start : start + len(block)] = block
                 pred[start : start + len(block)] = np.asarray(rows(logits, start), dtype=np.float32)
             f.create_dataset("label", data=labels)
@@ -157,7 +176,7 @@ def _write_analysis(audit: str, out: Path, position_of: dict[int, int]) -> list[
                         labels = rows["cluster"].to_numpy(np.int64)
                     else:  # the chosen k of another class only: not stored for this one
                         continue
-                    clusters.create_dataset(f"kmeans-{k}", data=labels)
+                    clusters.create_dataset(clustering_name(k), data=labels)
                 embedding = group.create_group("embedding")
                 spectral = embedding.create_dataset("spectral", data=arrays["eigenvectors"].astype(np.float64))
                 spectral.attrs["eigenvalue"] = arrays["eigenvalues"].astype(np.float64)

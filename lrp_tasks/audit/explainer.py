@@ -115,6 +115,8 @@ class ProbeResult:
     n_classes: int
     layer_shapes: dict[str, tuple[int, ...]]
     n_concepts: int
+    relevance_range: tuple[float, float] = (0.0, 0.0)
+    """Smallest and largest relevance of the probe's map (and layerwise maps): what the store must hold."""
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -259,8 +261,12 @@ class BatchExplainer:
         n_classes = int(expl.output.shape[1])
         self._check_target(n_classes)
         self._check_all_labels(n_classes)
-        layer_shapes = {name: tuple(r.shape[1:]) for name, r in self.layer_relevances(expl).items()}
-        return ProbeResult(n_classes, layer_shapes, self._probe_crp(x))
+        layers = self.layer_relevances(expl)
+        layer_shapes = {name: tuple(r.shape[1:]) for name, r in layers.items()}
+        maps = [expl.val.detach(), *(r.detach() for r in layers.values())]
+        low = min(float(m.min()) for m in maps if m.numel())
+        high = max(float(m.max()) for m in maps if m.numel())
+        return ProbeResult(n_classes, layer_shapes, self._probe_crp(x), (low, high))
 
     @property
     def concept_ids(self) -> tuple[int, ...] | None:

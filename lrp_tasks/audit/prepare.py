@@ -15,17 +15,23 @@ file and the field."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrp_tasks.audit.explainer import BatchExplainer, ShardExplainer
+import numpy as np
+
+from lrp_tasks.audit.explainer import BatchExplainer, ProbeResult, ShardExplainer
 from lrp_tasks.audit.identity import RESULT_NEUTRAL_FIELDS, audit_digest, dataset_fingerprint
 from lrp_tasks.config import AuditConfig, ConfigError, FieldError, canonical_json, check_files, resolve_paths
 from lrp_tasks.engine import GraphTraceError, InvalidRuleError, ModelCheckError, RuleLayerMismatchError
 from lrp_tasks.sources import DatasetError, ModelLoadError, load_model
-from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore
+from lrp_tasks.store import AuditLayout, AuditSpec, AuditStore, ConfigMismatchError, open_audit
 from lrp_tasks.store.directory import is_audit_dir
+from lrp_tasks.store.relevance import read_group_attrs
+from lrp_tasks.store.writer import _adopt_chunk_size, _check_compatible  # the resume's own checks, read-only
 
 __all__ = [
     "RESULT_NEUTRAL_FIELDS",
@@ -64,6 +70,8 @@ class Preparation:
     explainer: BatchExplainer
     source: str
     store: AuditStore | None = None
+    probe: ProbeResult | None = None
+    """What explaining the first sample showed (classes, shapes, relevance range)."""
 
     @property
     def spec(self) -> AuditSpec:
@@ -130,6 +138,7 @@ def _prepare(cfg: AuditConfig, source: str, device: str | None) -> Preparation:
     """Load and check the model, explain one sample, fingerprint the dataset: the store's spec."""
     explainer = BatchExplainer(cfg, load_model(cfg.model), device)
     probe = explainer.probe()
+    _check_dtype_holds(cfg.storage.dtype, probe)
     dataset = explainer.dataset
     spec = AuditSpec(
         n_samples=len(dataset),
@@ -150,7 +159,63 @@ def _prepare(cfg: AuditConfig, source: str, device: str | None) -> Preparation:
         composite=repr(explainer.analyzer),
         class_names=tuple(dataset.class_names) if dataset.class_names else None,
     )
-    return Preparation(PreparedAudit(cfg, spec), explainer, source)
+    return Preparation(PreparedAudit(cfg, spec), explainer, source, probe=probe)
+
+
+def _check_dtype_holds(dtype: str, probe: ProbeResult) -> None:
+    """Refuse a store dtype the probe's relevance already overflows (found now, not shards into a run)."""
+    if dtype != "float16":
+        return
+    largest = max(abs(v) for v in probe.relevance_range)
+    limit = float(np.finfo(np.float16).max)
+    if not np.isfinite(largest) or largest > limit:
+        raise ConfigError(
+            "",
+            [
+                FieldError(
+                    "storage.dtype",
+                    f"the first sample's relevance reaches {largest:.3g}, beyond float16's range "
+                    f"(up to {limit:.6g}): use storage.dtype: float32",
+                )
+            ],
+        )
+
+
+def store_outcome(preparation: Preparation) -> str:
+    """What ``run`` would do with the output, read-only: created, resumed (with what is committed) or
+    refused (and why). Same checks as the store's resume, without taking its lock or writing."""
+    output, spec = preparation.config.output, preparation.spec
+    if "://" in output:
+        return f"{output}: a remote store, checked when the run opens it"
+    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
+        return f"would be created: {output}"
+    if not is_audit_dir(output):
+        return f"refused: {output} is not empty and not an audit store (nothing in it would be touched)"
+    layout = AuditLayout(output)
+    try:
+        stored = read_group_attrs(layout.zarr_path)
+    except (FileNotFoundError, KeyError, ValueError):
+        return f"would be created: {output} (an audit directory without a store yet)"
+    try:
+        _check_compatible(output, stored, _adopt_chunk_size(stored, spec))
+    except ConfigMismatchError as exc:
+        return f"refused: {exc} (run with --fresh to replace it)"
+    committed = len(open_audit(output).committed_shards)
+    total = -(-spec.n_samples // spec.shard_size)
+    return f"would be resumed: {output} ({committed} of {total} shards committed)"
+
+
+def estimate_seconds(preparation: Preparation, batch_size: int | None = None) -> tuple[float, int]:
+    """Time one batch explained with the driver's model: (estimated seconds for every sample on one
+    worker, the batch size timed). Explanation only: no Ray start, store writes or metrics."""
+    explainer = preparation.explainer
+    n = len(explainer.dataset)
+    size = max(1, min(batch_size or preparation.config.batch_size, n))
+    batch = explainer.dataset.read(0, size)
+    explainer.explain_batch(batch)  # warm-up: first-call costs are not per sample
+    began = time.perf_counter()
+    explainer.explain_batch(batch)
+    return (time.perf_counter() - began) * n / size, size
 
 
 def _cache_dir(output: str) -> str | None:

@@ -89,7 +89,9 @@ def test_training_is_deterministic(tmp_path, data, model):
     retrained.load_state_dict(load_file(str(outs[0])))
     retrained.eval()
     test = data["split"] == 1
-    accuracy = {m: (predict(net, data["x"][test]).argmax(1) == data["y"][test]).mean() for m, net in
-                (("committed", model), ("retrained", retrained))}
+    accuracy = {
+        m: (predict(net, data["x"][test]).argmax(1) == data["y"][test]).mean()
+        for m, net in (("committed", model), ("retrained", retrained))
+    }
     assert abs(accuracy["retrained"] - accuracy["committed"]) < 0.01, accuracy
     test_the_model_uses_the_stamp(data, retrained)  # it learned the planted shortcut, like the committed one

@@ -15,6 +15,7 @@ from lrp_tasks.analysis import (
     SprayConfigMismatchError,
     SprayRequestError,
     SpraySpec,
+    SprayStoreError,
     plan_spray,
     read_spray,
     run_spray,
@@ -100,16 +101,27 @@ def test_a_finished_class_is_not_redone_and_classes_can_be_added(audit, tmp_path
     assert part.stat().st_mtime_ns == before
 
 
-def test_a_changed_config_is_refused_or_recomputed_never_mixed(audit, tmp_path):
+def test_a_changed_config_is_refused_or_recomputed_for_the_requested_classes_only(audit, tmp_path):
     path = fresh_copy(audit, tmp_path)
     run_spray(str(path), SpraySpec(classes=[0, 1], **FAST))
     with pytest.raises(SprayConfigMismatchError, match="n_neighbors: 10 -> 5"):
         run_spray(str(path), SpraySpec(classes=[2], n_neighbors=5, **FAST))
     assert sorted(read_spray(path).classes) == [0, 1]  # refused: nothing touched
-    run_spray(str(path), SpraySpec(classes=[2], n_neighbors=5, **FAST), on_change="recompute")
+    before = (spray_dir(path) / "samples" / "class-000000.parquet").read_bytes()
+    redo = run_spray(str(path), SpraySpec(classes=[1], n_neighbors=5, **FAST), on_change="recompute")
+    assert [o["class"] for o in redo["classes_run"]] == [1]
+    assert any("kept the results of classes [0]" in note for note in redo["notes"])
     spray = read_spray(path)
-    assert spray.classes == [2]  # the old config's classes are gone, not mixed with the new
-    assert spray.config["n_neighbors"] == 5
+    assert spray.classes == [0, 1]  # class 0 kept, with its own config; class 1 recomputed
+    assert (spray_dir(path) / "samples" / "class-000000.parquet").read_bytes() == before
+    assert spray.config_of(0)["n_neighbors"] == 10 and spray.config_of(1)["n_neighbors"] == 5
+    with pytest.raises(SprayStoreError, match="2 SpRAy configs"):
+        _ = spray.config  # never silently one config for mixed results
+    again = run_spray(str(path), SpraySpec(classes=[1], n_neighbors=5, **FAST), on_change="recompute")
+    assert again["classes_skipped"] == [1]
+    run_spray(str(path), SpraySpec(n_neighbors=5, **FAST), on_change="recompute")  # every class: wiped
+    spray = read_spray(path)
+    assert spray.classes == [0, 1, 2] and spray.config["n_neighbors"] == 5
 
 
 def test_new_committed_shards_make_older_results_stale(tmp_path):

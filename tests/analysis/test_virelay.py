@@ -35,6 +35,27 @@ def exported(tmp_path_factory):
 
 
 @needs_virelay
+def test_one_channel_maps_render_in_every_colour_map_of_the_viewer(tmp_path):
+    audit = tmp_path / "audit"
+    write_audit(audit, n_samples=60, shard_size=30, keep_input=True, channels=1)
+    run_spray(str(audit), SpraySpec(k_max=3, n_eigval=6, layout="none"))
+    assert main(["export", "virelay", str(audit), str(tmp_path / "viewer")]) == 0
+    run_in_venv(
+        "virelay",
+        ROOT / "tests" / "analysis" / "virelay_load.py",
+        str(tmp_path / "viewer" / "project.yaml"),
+        str(tmp_path / "read.npz"),
+        timeout=300,
+        project_on_path=False,
+    )
+    read = dict(np.load(tmp_path / "read.npz"))
+    meta = json.loads((tmp_path / "read.npz.json").read_text())
+    assert read["attribution_data"].shape == (60, 16, 16, 2)  # the map and zeros: ViRelAy sums them
+    np.testing.assert_array_equal(read["attribution_data"].sum(axis=-1), maps_for(np.arange(60), channels=1)[:, 0])
+    assert len(meta["heatmaps"]) == 16 and set(meta["heatmaps"].values()) == {200}, meta["heatmaps"]
+
+
+@needs_virelay
 def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path):
     audit, viewer = exported
     run_in_venv(
@@ -62,6 +83,7 @@ def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path
     assert read["heatmap"].shape == (16, 16, 3)
 
     assert set(meta["status"].values()) == {200}, meta["status"]  # its server's API serves every part
+    assert len(meta["heatmaps"]) == 16 and set(meta["heatmaps"].values()) == {200}, meta["heatmaps"]
     served = meta["api_analyses"]["spray"]
     first = f"spray/{served['categoryName']}/{served['clusteringName']}/spectral"
     assert [p["attributionIndex"] for p in served["embedding"]] == read[first + "/index"].tolist()
@@ -72,14 +94,14 @@ def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path
     analyses = meta["analyses"]["spray"]
     assert meta["methods"] == ["spray"]
     assert sorted(analyses["categories"]) == ["0", "1", "2"]
-    assert sorted(analyses["clusterings"]) == ["kmeans-2", "kmeans-3", "kmeans-4"]
+    assert analyses["clusterings"] == ["kmeans-02", "kmeans-03", "kmeans-04"]  # ViRelAy's order: by k
     assert analyses["embeddings"] == ["spectral", "tsne"]
     for cls in (0, 1, 2):
         arrays = spray.arrays(cls)
         rows = spray.samples[spray.samples["class"] == cls].set_index("sample_index").loc[arrays["sample_index"]]
         eig = spray.eigenvalues[spray.eigenvalues["class"] == cls].sort_values("index")["eigenvalue"].to_numpy()
         for k in (2, 3, 4):
-            key = f"spray/{cls}/kmeans-{k}"
+            key = f"spray/{cls}/kmeans-{k:02d}"
             np.testing.assert_array_equal(samples[read[key + "/spectral/index"]], arrays["sample_index"])
             np.testing.assert_array_equal(read[key + "/spectral/cluster"], rows[f"cluster_k{k}"].to_numpy())
             np.testing.assert_array_equal(read[key + "/spectral/embedding"], arrays["eigenvectors"])
@@ -88,8 +110,8 @@ def test_virelay_loader_reads_the_audit_and_its_spray_results(exported, tmp_path
             assert f"{key}/tsne/eigenvalue" not in read
         # the planted corner strategy is one cluster of the chosen k, as ViRelAy shows it
         chosen = int(rows["k"].iloc[0])
-        clusters = read[f"spray/{cls}/kmeans-{chosen}/spectral/cluster"]
-        corner = (samples[read[f"spray/{cls}/kmeans-{chosen}/spectral/index"]] // 3) % 4 == 0
+        clusters = read[f"spray/{cls}/kmeans-{chosen:02d}/spectral/cluster"]
+        corner = (samples[read[f"spray/{cls}/kmeans-{chosen:02d}/spectral/index"]] // 3) % 4 == 0
         assert len(set(clusters[corner])) == 1 and clusters[corner][0] not in set(clusters[~corner])
 
 

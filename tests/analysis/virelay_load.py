@@ -47,6 +47,12 @@ meta["status"] = {
     path: client.get(api + path).status_code
     for path in ("", "/dataset/0", "/dataset/0/image", "/attributions/0", "/attributions/0/heatmap?superimpose=true")
 }
+server = Server(workspace)
+meta["heatmaps"] = {  # every colour map the viewer offers, plain and over the input
+    f"{name}/{over}": client.get(f"{api}/attributions/0/heatmap?colorMap={name}&superimpose={over}").status_code
+    for name in server.color_maps
+    for over in ("false", "true")
+}
 meta["api_analyses"] = {}
 for method in meta["methods"]:
     first = meta["analyses"][method]

@@ -214,9 +214,10 @@ def test_samples_with_nan_are_refused_by_id_and_nothing_is_committed(tmp_path, m
     assert open_audit(str(tmp_path / "audit")).committed_shards == set()
 
 
-# Determinism, stated exactly: the same samples through the same batches give bit-identical
-# relevance; another batching reorders float32 sums inside the kernels, so results agree to
-# round-off only. The tolerance used across batchings (here and in the flow tests):
+# Determinism, stated exactly: in one process (one machine, its kernels and thread count) the same
+# samples through the same batches give bit-identical relevance; another batching reorders float32
+# sums inside the kernels, so results agree to round-off only. The tolerance used across batchings
+# (here and in the flow tests):
 BATCHING_RTOL = 1e-5
 """|a - b| <= BATCHING_RTOL × (the sample's largest |relevance|), elementwise: ~100 float32 ulps of
 the sample's scale; measured differences are 3e-7 to 7e-7 of it."""

@@ -71,6 +71,7 @@ def test_run_refuses_a_bad_config_before_prefect_starts_in_one_message(tmp_path,
     code, out, err = cli(capsys, "run", str(path), "--no-progress")
     assert code == 2 and out == ""
     assert err.splitlines() == [
+        f"lrp-audit: preparing {path}: checking the config and its files, loading the model, explaining one sample",
         "lrp-audit: invalid configuration",
         f"{path}: model: cannot import the builder module 'no_such_module_4711' (looked in {path.parent} and the "
         "installed packages): No module named 'no_such_module_4711'",
@@ -105,3 +106,41 @@ def test_prepare_audit_is_the_store_preparation_of_a_run(tmp_path) -> None:
     prepare_audit(more_workers, store_mode="resume")  # resumes: execution settings are not in the digest
     with pytest.raises(ConfigError, match=r"audit config 'checks': target\.k"):
         prepare_audit(parse_config(digits_audit_config(tmp_path / "a2", "checks", target={"kind": "top_k", "k": 12})))
+
+
+def test_validate_prints_rules_probe_range_store_outcome_and_estimate(tmp_path, capsys) -> None:
+    path = write(tmp_path)
+    code, out, _ = cli(capsys, "validate", str(path))
+    assert code == 0
+    lines = out.splitlines()
+    table = lines.index("  model: 10 classes; rules (step => rule):")
+    rules = [line.split("=>") for line in lines[table + 1 : table + 11]]
+    assert [(step.split(":")[0].strip(), rule.strip()) for step, rule in rules[:3]] == [
+        ("conv1", "FlatRule()"),  # EpsilonPlusFlat: Flat on the first layer, ZPlus on convolutions
+        ("relu1", "PassRule()"),
+        ("conv2", "ZPlusRule()"),
+    ]
+    rest = lines[table + 11 :]
+    assert rest[0].startswith("  dataset: 360 samples")
+    assert rest[1].startswith("  probe (first sample): relevance from ") and rest[1].endswith("stored as float32")
+    assert rest[2] == f"  store: would be created: {tmp_path / 'audit'}"
+    assert rest[3].startswith("  estimate: explaining 360 samples takes about ") and "timed on one batch of" in rest[3]
+    assert not (tmp_path / "audit").exists()
+
+    prepare_audit(parse_config(yaml.safe_load(path.read_text())), root=path.parent, store_mode="resume").store.close()
+    _, out, _ = cli(capsys, "validate", str(path))
+    assert f"  store: would be resumed: {tmp_path / 'audit'} (0 of 2 shards committed)" in out.splitlines()
+    path.write_text(yaml.safe_dump(digits_audit_config(tmp_path / "audit", "checks", composite="EpsilonPlus")))
+    code, out, _ = cli(capsys, "validate", str(path))
+    store = next(line for line in out.splitlines() if line.startswith("  store: "))
+    assert code == 0 and store.startswith("  store: refused: ") and "composite" in store and "--fresh" in store
+
+
+def test_validate_refuses_a_float16_store_the_probe_overflows(tmp_path, capsys) -> None:
+    np.save(tmp_path / "loud.npy", np.full((4, 1, 8, 8), 1e6, dtype=np.float32))  # huge inputs, huge logits
+    path = write(tmp_path, dataset={"kind": "array", "path": "../loud.npy"}, seed="logit", storage={"dtype": "float16"})
+    code, _, err = cli(capsys, "validate", str(path))
+    assert code == 2 and f"{path}: storage.dtype: the first sample's relevance reaches" in err
+    assert "beyond float16's range" in err and "use storage.dtype: float32" in err
+    path.write_text(path.read_text().replace("float16", "float32"))
+    assert cli(capsys, "validate", str(path))[0] == 0

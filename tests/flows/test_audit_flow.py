@@ -69,7 +69,7 @@ def test_shard_failing_every_attempt_names_the_shard_and_keeps_the_rest(tmp_path
 
 def test_flow_killed_midway_resumes_to_the_same_store(reference, tmp_path):
     """Killed between shards and resumed, the store is bit-identical to the uninterrupted reference:
-    same shards of 64, same batches of 64, same threads per worker. (Other batchings agree only to
+    same machine, same shards of 64, same batches of 64, same threads per worker. (Other batchings agree only to
     float32 round-off: tests/audit/test_explainer.py states and checks that tolerance.)"""
     config = write_config(tmp_path, ray={"workers": 1, "cpus_per_worker": 1})  # shards/batches as the reference
     out = tmp_path / "audit"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 
@@ -77,6 +78,31 @@ def test_plain_lines_without_a_terminal_no_redraws(clock):
     assert lines[-1].startswith("lrp-audit: 3/3 shards (100%)") and "ETA 0:00" in lines[-1]
 
 
+def test_pipe_mode_beats_while_no_shard_finishes():
+    stream = io.StringIO()
+    display = progress_display(stream, interval=0.02)  # a short interval: the mechanism, not the time
+    p = Progress(total_shards=4)
+    display(p)  # the explain step began; then no shard finishes for a while
+    for _ in range(2000):
+        if len(stream.getvalue().splitlines()) >= 4:
+            break
+        threading.Event().wait(0.01)
+    display.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 4, lines  # the first line, then heartbeats
+    assert all(line.startswith("lrp-audit: 0/4 shards (0%), 0 samples") for line in lines)
+    after = len(lines)
+    threading.Event().wait(0.1)
+    assert len(stream.getvalue().splitlines()) == after  # closed: no more beats
+
+
+def test_a_slow_run_shows_its_rate_not_zero(clock):
+    p = Progress(total_shards=2)
+    clock.now += 80
+    p.shard_done(3, seconds=70.0)
+    assert "3 samples, 0.037 samples/s" in p.line()
+
+
 def test_a_terminal_gets_a_rich_bar_with_elapsed_time_and_eta(clock):
     stream = FakeTerminal()
     display = progress_display(stream)
@@ -94,8 +120,13 @@ def test_a_terminal_gets_a_rich_bar_with_elapsed_time_and_eta(clock):
 
 
 def test_closing_line_states_both_rates():
-    line = rates_line({"samples_explained": 1000, "samples_per_second_running": 500.0, "startup_seconds": 3.0}, 10.0)
-    assert "100 samples/s end to end" in line and "500 samples/s once running" in line and "3.0 s" in line
+    result = {"samples_explained": 1000, "samples_per_second": 125.0, "samples_per_second_running": 500.0}
+    line = rates_line({**result, "startup_seconds": 3.0}, 10.0)
+    assert "125 samples/s in the explain step (samples_per_second" in line  # the JSON's figures, as they are
+    assert "500 samples/s once running (samples_per_second_running)" in line and "3.0 s" in line
+    slow = rates_line({"samples_explained": 3, "samples_per_second": 0.042, "samples_per_second_running": 0.3}, 80.0)
+    assert "0.042 samples/s in the explain step" in slow and "0.3 samples/s once running" in slow
+    assert " 0 samples/s" not in slow
     assert "nothing to explain" in rates_line({"samples_explained": 0}, 2.0)
 
 

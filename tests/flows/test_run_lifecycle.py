@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.progress import format_rate
 from tests.digits_audit import digits_audit_config
 from tests.flows.process_tree import STACK_DUMP_SIGNS, WatchedRun, cmdline, is_loopback, listening_sockets, marked
 
@@ -117,16 +118,27 @@ def test_private_ray_listens_on_loopback_only_and_output_is_plain_lines(tmp_path
     assert "Token authentication" not in err and "RAY_AUTH_MODE" not in err, err[-3000:]
     assert "\r" not in err
     assert "ETA" in err and "elapsed" in err
-    assert "samples/s end to end" in err and "once running" in err
+    assert "samples/s in the explain step" in err and "once running" in err
+    assert "SOCKS" not in err
     result = json.loads(run.stdout()[run.stdout().index("{") :])
     assert result["samples_explained"] == 360
     assert 0 < result["samples_per_second"] <= result["samples_per_second_running"]
+    # what a pipe hears, in order: what is prepared, checks passed, progress, the report, the rates
+    ours = [line for line in err.splitlines() if line.startswith("lrp-audit: ")]
+    assert ours[0].startswith("lrp-audit: preparing ") and ours[1].startswith("lrp-audit: checked in ")
+    report = ours.index("lrp-audit: writing the report (statistics, heatmaps, report.html)")
+    assert any(" shards (" in line for line in ours[2:report])
+    assert ours[report + 1].startswith("lrp-audit: report written")
+    closing = ours[-1]
+    assert f"{format_rate(result['samples_per_second'])} samples/s in the explain step" in closing
+    assert f"{format_rate(result['samples_per_second_running'])} samples/s once running" in closing
     # where the fixed start cost goes (benchmarks/pipeline.py prints these)
     phases = result["phase_seconds"]
     for key in (
         "prepare_store",
         "explain",
         "report",
+        "spray",
         "ray_start_and_model_loads",
         "command_before_flow",
         "waiting_for_prefect_server",

@@ -62,7 +62,9 @@ def test_spray_cli_resumes_refuses_changes_and_names_bad_requests(planted_audit)
     redo = cli("spray", str(out), "--classes", "3", "--k", "4", "--by", "label", "--recompute")
     assert redo.returncode == 0, redo.stderr[-3000:]
     spray = read_spray(out)
-    assert spray.classes == [3] and (spray.samples["k"] == 4).all() and spray.config["by"] == "label"
+    assert spray.classes == list(range(10))  # the other classes keep their results (and their config)
+    assert spray.config_of(3)["by"] == "label" and spray.config_of(5)["by"] == "predicted"
+    assert (spray.samples.loc[spray.samples["class"] == 3, "k"] == 4).all()
 
 
 def test_an_audit_without_committed_shards_is_refused_by_the_cli(tmp_path):

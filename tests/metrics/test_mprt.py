@@ -12,6 +12,7 @@ from lrp_tasks.audit.prepare import open_shard_explainer, resolve_audit
 from lrp_tasks.config import parse_config
 from lrp_tasks.engine import LRP, EpsilonPlusFlat, canonize
 from lrp_tasks.metrics import discrete_entropy, efficient_mprt, randomize_parameters
+from lrp_tasks.sources import load_model
 from lrp_tasks.store import open_audit
 from tests.digits_audit import digits_audit_config
 from tests.metrics.test_perturbation import digits_inputs, digits_model
@@ -101,9 +102,39 @@ def test_audit_level_check_is_recorded_in_the_store_attributes(tmp_path) -> None
     def explain(m, inputs, classes):
         return LRP(m, build_composite(cfg.composite)).analyze(inputs, classes).val
 
-    from lrp_tasks.sources import load_model
-
     raw = load_model(cfg.model).module
     direct = efficient_mprt(explain, canonize(raw), canonize(randomize_parameters(raw, 3)), x, target, picked, 50, 3)
     np.testing.assert_allclose(record["scores"], direct.scores, rtol=1e-6)
     assert run_efficient_mprt(cfg) == record  # deterministic: a rerun records the same
+
+
+def test_the_randomised_model_raises_no_conservation_warning(tmp_path) -> None:
+    import warnings
+
+    from lrp_tasks.audit.sanity import run_efficient_mprt
+    from lrp_tasks.engine import ConservationWarning, strip_softmax
+
+    overrides = {"shard_size": 32, "metrics": {"efficient_mprt": {"samples": 20, "seed": 3}}}
+    cfg = resolve_audit(parse_config(digits_audit_config(tmp_path / "audit", "mprt", **overrides)))
+    ex = open_shard_explainer(cfg, device="cpu")
+    ex.explain_shard(0, 0, 32)
+
+    def conservation_warnings(run) -> tuple[object, list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = run()
+        return out, [str(w.message) for w in caught if issubclass(w.category, ConservationWarning)]
+
+    record, seen = conservation_warnings(lambda: run_efficient_mprt(cfg))
+    picked = record["sample_index"]
+    x = torch.cat([ex.dataset.read(i, i + 1).x for i in picked])
+    target = torch.as_tensor(open_audit(str(tmp_path / "audit")).dataset["target"].sel(sample=picked).values)
+    raw = load_model(cfg.model).module
+
+    def explain(model):
+        return lambda: LRP(canonize(strip_softmax(model)), build_composite(cfg.composite)).analyze(x, target)
+
+    _, randomised = conservation_warnings(explain(randomize_parameters(raw, 3)))
+    _, trained = conservation_warnings(explain(raw))
+    assert randomised  # the randomised model does break conservation...
+    assert seen == trained  # ...but eMPRT warns only what the trained model warns (as the audit did)
