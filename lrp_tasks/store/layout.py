@@ -8,7 +8,7 @@ An audit directory::
     <audit>/summaries/part-000042.parquet   one Parquet part per committed shard (visible == committed)
     <audit>/manifest/shard-000042.json      commit record of shard 42 (checksums, range, writer)
     <audit>/staging/                   temporaries of the running writer (emptied when a run takes the lock)
-    <audit>/cache/                     digests of dataset files by (size, mtime, inode), to skip re-hashing
+    <audit>/cache/                     digests of dataset files by (size, mtime, ctime, inode, sampled blocks)
 
 ``summaries/`` holds Parquet parts only: temporaries live in ``staging/``, so
 ``pd.read_parquet(<audit>/summaries)`` always reads.
