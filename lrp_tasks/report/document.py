@@ -160,6 +160,12 @@ def _stored_comparison(reader: AuditReader) -> str | None:
     if found is None:
         return None
     table, meta = found
+    built_for = (meta.get("audit_b") or {}).get("audit_id")
+    if built_for != reader.audit_id:
+        return (
+            f'<p class="warning">The stored comparison was built for audit {esc(repr(built_for))}, not this audit '
+            f"({esc(repr(reader.audit_id))}): stale, not shown. Run `lrp-audit compare` again.</p>"
+        )
     other = None
     path = (meta.get("audit_a") or {}).get("path")
     if path:

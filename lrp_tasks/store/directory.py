@@ -17,6 +17,7 @@ from .layout import (
     LOCK_FILE,
     MARKER_FILE,
     RELEVANCE_ZARR,
+    REPORT_FILE,
     STORE_ENTRIES,
 )
 from .provenance import utc_now_iso
@@ -112,6 +113,8 @@ def wipe_store(root: str) -> list[str]:
             f"cannot discard the audit at {root}: {RELEVANCE_ZARR}/ holds entries the store did not write "
             f"({shown}). Nothing was deleted; move them out of the audit, then run again."
         )
-    result = remove_owned(root, files, dirs)
+    # the old audit's report goes with it (SpRAy results and a stored comparison record the audit id
+    # they were built from, and their readers refuse another audit's)
+    result = remove_owned(root, [*files, REPORT_FILE], dirs)
     result.extend(clean_staging(root))
     return sorted(set(result.kept) | set(foreign))

@@ -28,6 +28,8 @@ SUMMARIES_DIR = "summaries"
 MANIFEST_DIR = "manifest"
 STAGING_DIR = "staging"
 CACHE_DIR = "cache"
+#: The audit's HTML report (written by ``lrp-audit report``; removed with the audit by --fresh).
+REPORT_FILE = "report.html"
 #: Entries of an audit directory that the store creates (and may remove on overwrite).
 STORE_ENTRIES = (MARKER_FILE, LOCK_FILE, RELEVANCE_ZARR, SUMMARIES_DIR, MANIFEST_DIR, STAGING_DIR, CACHE_DIR)
 TMP_SUFFIX = ".tmp"

@@ -106,15 +106,18 @@ def _open_dir(root_fd: int, parts: list[str]) -> int | None:
     return fd
 
 
-def _unlink_regular(dir_fd: int, name: str) -> bool:
+def _unlink_regular(dir_fd: int, name: str) -> bool | None:
+    """True when removed, False when kept (not a regular file), None when there was nothing."""
     try:
         mode = os.lstat(name, dir_fd=dir_fd).st_mode
     except FileNotFoundError:
-        return True
+        return None
     if not stat.S_ISREG(mode):
         return False
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
     return True
 
 
@@ -140,13 +143,16 @@ def remove_owned(root: str, files: Iterable[str] = (), dirs: Iterable[str] = ())
         for rel in files:
             *parents, name = rel.split("/")
             fd = _open_dir(root_fd, parents)
-            if fd is None:
-                out.kept.append(rel)
+            if fd is None:  # a step is a symlink (kept) or missing (nothing to do)
+                if os.path.lexists(os.path.join(root, *parents)):
+                    out.kept.append(rel)
                 continue
             try:
-                (out.removed if _unlink_regular(fd, name) else out.kept).append(rel)
+                done = _unlink_regular(fd, name)
             finally:
                 os.close(fd)
+            if done is not None:
+                (out.removed if done else out.kept).append(rel)
         for rel in sorted(set(dirs), key=lambda d: -d.count("/")):
             *parents, name = rel.split("/")
             fd = _open_dir(root_fd, parents)
