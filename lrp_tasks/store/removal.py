@@ -16,7 +16,6 @@ A store folder that is itself a symlink is refused up front (:func:`refuse_symli
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
