@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lrp_tasks.store import AuditReader, open_audit
+from lrp_tasks.store.output import write_text
 
 from .compare import comparison_summary, most_changed, read_comparison
 from .figures import figure_png, plot_grid
@@ -224,10 +225,6 @@ def build_report(reader: AuditReader, grid_size: int = GRID_SIZE, tolerance: flo
 def write_report(reader: AuditReader, path: str | None = None, **kwargs: Any) -> str:
     """Write the report (default ``<audit>/report.html``) via a temporary file; returns its path."""
     target = path or os.path.join(str(reader.path), REPORT_FILE)
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     text = build_report(reader, **kwargs)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, target)
+    write_text(target, text)  # a hidden temporary, removed on failure (a full disk: one line)
     return target
