@@ -105,8 +105,8 @@ def staleness(reader: AuditReader, root: str) -> tuple[bool, str | None]:
     try:
         with open(os.path.join(root, "spray.json"), encoding="utf-8") as f:
             identity = json.load(f).get("identity") or {}
-    except (OSError, ValueError, AttributeError):
-        return True, "no readable spray.json: cannot tell which audit these results were built from"
+    except (OSError, ValueError, AttributeError):  # written by hand or by another tool: shown, marked
+        return False, "no readable spray.json: cannot tell which audit these results were built from"
     built_for = identity.get("audit_id")
     if built_for != reader.audit_id:
         return True, (
