@@ -18,7 +18,7 @@ import sys
 import time
 
 SESSION_ENV = "LRP_AUDIT_RAY_SESSION"
-GRACE_SECONDS = 2.0
+GRACE_SECONDS = 1.0
 
 
 def _read(path: str) -> bytes:
