@@ -19,6 +19,7 @@ def cmd_heatmaps(args: argparse.Namespace) -> int:
     from lrp_tasks.report import figure_png, load_views, open_audit, plot_grid, select_samples
     from lrp_tasks.report.figures import side_by_side
     from lrp_tasks.report.heatmap import auto_upscale
+    from lrp_tasks.store.output import output_file, write_bytes
 
     audit = open_audit(args.audit)
     rows = select_samples(
@@ -33,14 +34,13 @@ def cmd_heatmaps(args: argparse.Namespace) -> int:
     for rank, view in enumerate(views):
         pixels = side_by_side(view, overlay=args.overlay, percentile=args.percentile, cmap=args.cmap, upscale=zoom)
         name = f"{rank:03d}-sample-{view.sample_index}.png"
-        Image.fromarray(pixels).save(os.path.join(args.output, name))
+        with output_file(os.path.join(args.output, name)) as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
     fig = plot_grid(views, args.columns, args.overlay, args.percentile, args.cmap, title=_title(args, len(views)))
     grid_path = os.path.join(args.output, "grid.png")
-    with open(grid_path, "wb") as f:
-        f.write(figure_png(fig, dpi=args.dpi))
-    rows.drop(columns=["topk_positions", "topk_values"], errors="ignore").to_csv(
-        os.path.join(args.output, "samples.csv"), index=False
-    )
+    write_bytes(grid_path, figure_png(fig, dpi=args.dpi))
+    with output_file(os.path.join(args.output, "samples.csv")) as tmp:
+        rows.drop(columns=["topk_positions", "topk_values"], errors="ignore").to_csv(tmp, index=False)
     print(f"{len(views)} samples → {args.output}/ (one PNG each, grid.png, samples.csv)")
     return 0
 
@@ -66,6 +66,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from lrp_tasks.report import compare_audits, comparison_summary, most_changed, open_audit, write_comparison
     from lrp_tasks.report.document import comparison_html
     from lrp_tasks.report.html import page
+    from lrp_tasks.store.output import write_text
 
     a, b = open_audit(args.audit_a), open_audit(args.audit_b)
     table = compare_audits(a, b, top=args.top_positions)
@@ -75,8 +76,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         meta: dict[str, Any] = json.load(open(os.path.join(args.output, "comparison.json")))
         html_path = os.path.join(args.output, "comparison.html")
         body = comparison_html(table, a, b, meta)
-        with open(html_path, "w", encoding="utf-8") as f:
-            f.write(page(f"Comparison: {args.audit_a} → {args.audit_b}", [("comparison", "Comparison", body)]))
+        title = f"Comparison: {args.audit_a} → {args.audit_b}"
+        write_text(html_path, page(title, [("comparison", "Comparison", body)]))
     print(json.dumps(summary, indent=2))
     worst = most_changed(table, 5)[["sample_index", "predicted_a", "predicted_b", "cosine", "top_rank_correlation"]]
     print("\nmost changed:\n" + worst.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from lrp_tasks.config.analysis import SpraySpec
 from lrp_tasks.store.durable import atomic_write_bytes
-from lrp_tasks.store.layout import local_path
+from lrp_tasks.store.layout import RELEVANCE_ZARR, local_path
+from lrp_tasks.store.relevance import read_group_attrs
 
 from .spray import SprayResult
 
@@ -349,6 +350,13 @@ def read_spray(audit_path: str | os.PathLike[str]) -> SprayResults:
     manifest = read_manifest(root)
     if manifest is None:
         raise SprayStoreError(f"no SpRAy results in {audit_path} (run `lrp-audit spray {audit_path}`)")
+    built_for = (manifest.get("identity") or {}).get("audit_id")
+    current = read_group_attrs(str(root.parents[1] / RELEVANCE_ZARR)).get("audit_id")
+    if built_for != current:
+        raise SprayStoreError(
+            f"the SpRAy results in {root} were built from audit {built_for!r}, not the audit now at {audit_path} "
+            f"({current!r}; re-run with --fresh?): stale. Run `lrp-audit spray {audit_path} --recompute`."
+        )
     configs = _configs(manifest)
     digests = {c: d for c, d in stored_classes(root).items() if d in configs}
     done = sorted(digests)

@@ -3,10 +3,11 @@
 
 The dataset fingerprint is the sha256 of the files the reader reads (the ``.npy``/``.npz`` file and
 labels, every image of an image folder, every file of a local Zarr group), with their names relative
-to the dataset; a file's digest is cached by (size, mtime, inode) in the store's ``cache/`` directory,
-so a resumed run re-hashes only files that changed. Moving the dataset (or the store) keeps the
-fingerprint; replacing a file changes it. Datasets without local files (the built-in digits, a remote
-Zarr URL) are fingerprinted by their description (``dataset_id``).
+to the dataset; a file's digest is cached in the store's ``cache/`` directory by (size, mtime, ctime,
+inode, device, digest of three sampled blocks), so a resumed run re-hashes only files that changed, and
+a file rewritten in place with its size and mtime preserved is re-hashed (its ctime moved). Moving the
+dataset (or the store) keeps the fingerprint; replacing a file changes it. Datasets without local files
+(the built-in digits, a remote Zarr URL) are fingerprinted by their description (``dataset_id``).
 """
 
 from __future__ import annotations
@@ -112,12 +113,33 @@ def hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Bytes read at each of the start, middle and end of a file to check a cached digest (see _Cache).
+SAMPLE_BLOCK = 64 * 1024
+
+
+def sampled_digest(path: Path, size: int) -> str:
+    """sha256 of three blocks (start, middle, end) of a file: a cheap content check for the cache."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for offset in sorted({0, max(0, size // 2 - SAMPLE_BLOCK // 2), max(0, size - SAMPLE_BLOCK)}):
+            f.seek(offset)
+            h.update(f.read(SAMPLE_BLOCK))
+    return h.hexdigest()
+
+
 class _Cache:
-    """Digests of files by absolute path, valid while (size, mtime_ns, inode) stay the same."""
+    """Digests of files by absolute path, valid while size, mtime, *ctime*, inode, device and a digest of
+    three sampled blocks stay the same.
+
+    The ctime is what makes the key hold against a rewrite in place: on Linux (and every POSIX
+    filesystem) any write, ``utime`` or rename sets it to now, and no unprivileged call can set it back,
+    so ``cp -p``, ``touch -r`` or an archive extracted with preserved times all miss the cache and are
+    re-hashed. The sampled blocks add a content check for filesystems whose ctime is coarse or copied
+    (some network mounts)."""
 
     def __init__(self, cache_dir: str | None) -> None:
         self.path = os.path.join(cache_dir, CACHE_FILE) if cache_dir else None
-        self.entries: dict[str, list[Any]] = {}
+        self.entries: dict[str, Any] = {}
         self.dirty = False
         if self.path:
             with contextlib.suppress(OSError, ValueError):
@@ -129,12 +151,13 @@ class _Cache:
     def digest(self, path: Path) -> str:
         st = path.stat()
         key = str(path.absolute())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
         entry = self.entries.get(key)
-        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
-            return str(entry[3])
-        digest = hash_file(path)
-        self.entries[key] = [*stamp, digest]
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and entry.get("digest"):
+            if entry.get("sampled") == sampled_digest(path, st.st_size):
+                return str(entry["digest"])
+        digest = hash_file(path)  # older entries (a list, without ctime) are never trusted
+        self.entries[key] = {"stamp": stamp, "sampled": sampled_digest(path, st.st_size), "digest": digest}
         self.dirty = True
         return digest
 

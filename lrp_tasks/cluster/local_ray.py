@@ -22,6 +22,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,11 +81,41 @@ def keep_signal_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def private_session_dir() -> Iterator[str]:
+    """A private directory for Ray's session files, and a reaper that ends the session's processes and
+    removes the directory when this process ends in any way, ``kill -9`` included (see
+    :mod:`.reaper`). On a normal exit Ray is shut down first, then the reaper tidies what is left."""
+    from .reaper import SESSION_ENV
+
+    # short (Ray's socket paths must stay under 107 bytes) and named after the run's pid
+    temp_dir = tempfile.mkdtemp(prefix=f"lrp-audit-ray-{os.getpid()}-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    saved = os.environ.get(SESSION_ENV)
+    os.environ[SESSION_ENV] = temp_dir
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "lrp_tasks.cluster.reaper", temp_dir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield temp_dir
+    finally:
+        ray.shutdown()
+        if saved is None:
+            os.environ.pop(SESSION_ENV, None)
+        else:
+            os.environ[SESSION_ENV] = saved
+        assert reaper.stdin is not None
+        reaper.stdin.close()  # end-of-file: the reaper ends what is left and removes the directory
+
+
 def dashboard_requested() -> bool:
     return os.environ.get(DASHBOARD_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def start_private_ray(num_cpus: int, **kwargs: Any) -> None:
+def start_private_ray(num_cpus: int, temp_dir: str | None = None, **kwargs: Any) -> None:
     """``ray.init`` of a new single-node cluster whose every server listens on 127.0.0.1 only."""
     from ray._private import ray_constants
 
@@ -97,6 +130,7 @@ def start_private_ray(num_cpus: int, **kwargs: Any) -> None:
             _node_ip_address=LOOPBACK,
             include_dashboard=dashboard,
             dashboard_host=LOOPBACK,
+            _temp_dir=temp_dir,
             **kwargs,
         )
     finally:

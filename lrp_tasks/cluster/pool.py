@@ -130,8 +130,9 @@ def ray_session(
         else:
             cpus = num_cpus or max(spec.workers * spec.cpus_per_worker, 1)
             session.enter_context(local_ray.private_auth())
+            temp_dir = session.enter_context(local_ray.private_session_dir())
             with local_ray.keep_signal_handler():
-                local_ray.start_private_ray(int(max(cpus, os.cpu_count() or 1)), **kwargs)
+                local_ray.start_private_ray(int(max(cpus, os.cpu_count() or 1)), temp_dir=temp_dir, **kwargs)
         yield ray.cluster_resources()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lrp_tasks.store import AuditReader
+from lrp_tasks.store.output import output_file, write_text
 
 from .tables import faithfulness_columns
 
@@ -206,12 +207,9 @@ def write_comparison(
         **(extra or {}),
     }
     parquet = os.path.join(directory, COMPARISON_FILE)
-    table.to_parquet(parquet + ".tmp", index=False)
-    os.replace(parquet + ".tmp", parquet)
-    path = os.path.join(directory, COMPARISON_META)
-    with open(path + ".tmp", "w") as f:
-        json.dump(meta, f, indent=2, default=str)
-    os.replace(path + ".tmp", path)
+    with output_file(parquet) as tmp:
+        table.to_parquet(tmp, index=False)
+    write_text(os.path.join(directory, COMPARISON_META), json.dumps(meta, indent=2, default=str))
     return summary
 
 

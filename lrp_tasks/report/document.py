@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lrp_tasks.store import AuditReader, open_audit
+from lrp_tasks.store.output import write_text
 
 from .compare import comparison_summary, most_changed, read_comparison
 from .figures import figure_png, plot_grid
@@ -160,6 +161,12 @@ def _stored_comparison(reader: AuditReader) -> str | None:
     if found is None:
         return None
     table, meta = found
+    built_for = (meta.get("audit_b") or {}).get("audit_id")
+    if built_for != reader.audit_id:
+        return (
+            f'<p class="warning">The stored comparison was built for audit {esc(repr(built_for))}, not this audit '
+            f"({esc(repr(reader.audit_id))}): stale, not shown. Run `lrp-audit compare` again.</p>"
+        )
     other = None
     path = (meta.get("audit_a") or {}).get("path")
     if path:
@@ -218,10 +225,6 @@ def build_report(reader: AuditReader, grid_size: int = GRID_SIZE, tolerance: flo
 def write_report(reader: AuditReader, path: str | None = None, **kwargs: Any) -> str:
     """Write the report (default ``<audit>/report.html``) via a temporary file; returns its path."""
     target = path or os.path.join(str(reader.path), REPORT_FILE)
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     text = build_report(reader, **kwargs)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, target)
+    write_text(target, text)  # a hidden temporary, removed on failure (a full disk: one line)
     return target

@@ -10,6 +10,7 @@ Missing or unreadable files never break the report.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -98,15 +99,44 @@ def _cluster_means(reader: AuditReader, frame: pd.DataFrame) -> str:
     return png_img(figure_png(fig), "SpRAy: mean heatmap of each cluster, a row per class")
 
 
+def staleness(reader: AuditReader, root: str) -> tuple[bool, str | None]:
+    """(belongs to another audit, warning) for the SpRAy results at ``root``: their ``spray.json``
+    records the audit id and the committed shards they were built from (lrp_tasks.analysis.results)."""
+    try:
+        with open(os.path.join(root, "spray.json"), encoding="utf-8") as f:
+            identity = json.load(f).get("identity") or {}
+    except (OSError, ValueError, AttributeError):  # written by hand or by another tool: shown, marked
+        return False, "no readable spray.json: cannot tell which audit these results were built from"
+    built_for = identity.get("audit_id")
+    if built_for != reader.audit_id:
+        return True, (
+            f"these SpRAy results were built from audit {built_for!r}, not this audit ({reader.audit_id!r}, "
+            "e.g. the store was re-run with --fresh): stale, not shown. Run `lrp-audit spray <audit> --recompute`."
+        )
+    shards = sorted(int(s) for s in identity.get("committed_shards") or [])
+    now = sorted(int(s) for s in reader.committed_shards)
+    if shards != now:
+        return False, (
+            f"these SpRAy results were built from {len(shards)} committed shard(s); the audit now has {len(now)}: "
+            "they describe an earlier snapshot (`lrp-audit spray <audit> --recompute` updates them)."
+        )
+    return False, None
+
+
 def spray_section(reader: AuditReader) -> str | None:
-    """HTML for the SpRAy results of the audit, or None when it has none."""
+    """HTML for the SpRAy results of the audit, or None when it has none; results built from another
+    audit are replaced by a warning, those of an earlier snapshot of this one are marked."""
     root = os.path.join(str(reader.path), SPRAY_DIR)
     if not os.path.isdir(root):
         return None
     tables = _tables(root)
     if not tables:
         return None
-    body = [f'<p class="note">Read from <code>{esc(SPRAY_DIR)}/</code>: {esc(", ".join(tables))}.</p>']
+    foreign, warning = staleness(reader, root)
+    if foreign:
+        return f'<p class="warning">{esc(warning or "")}</p>'
+    body = [f'<p class="warning">{esc(warning)}</p>'] if warning else []
+    body.append(f'<p class="note">Read from <code>{esc(SPRAY_DIR)}/</code>: {esc(", ".join(tables))}.</p>')
     for name, frame in tables.items():
         try:
             eig = next((c for c in frame.columns if "eigenval" in c.lower()), None)

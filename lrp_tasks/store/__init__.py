@@ -6,7 +6,14 @@ See docs/store.md for the layout, schema and guarantees.
 """
 
 from .claim import lock_store
-from .errors import AuditStoreError, ConfigMismatchError, NotAnAuditError, ShardValidationError
+from .errors import (
+    AuditStoreError,
+    ConfigMismatchError,
+    DamagedStoreError,
+    NotAnAuditError,
+    OutputWriteError,
+    ShardValidationError,
+)
 from .layout import AuditLayout, plan_shards
 from .lock import LeaseLostError, StoreLock, StoreLockedError
 from .lock import probe as lock_holder
@@ -22,8 +29,10 @@ __all__ = [
     "AuditStore",
     "AuditStoreError",
     "ConfigMismatchError",
+    "DamagedStoreError",
     "LeaseLostError",
     "NotAnAuditError",
+    "OutputWriteError",
     "ShardResult",
     "ShardValidationError",
     "StoreLock",

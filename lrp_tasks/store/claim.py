@@ -3,13 +3,16 @@ writer lock. The writer and ``verify --repair`` both write only through :func:`l
 
 from __future__ import annotations
 
+import logging
 import os
 
 from . import lock as store_lock
 from .directory import claim_directory
-from .durable import clear_directory
 from .errors import AuditStoreError
-from .layout import AuditLayout, local_path
+from .layout import local_path
+from .removal import clean_staging, refuse_symlinked_folders
+
+log = logging.getLogger("lrp_tasks.store")
 
 
 def lock_store(path: str | os.PathLike[str]) -> store_lock.StoreLock:
@@ -18,12 +21,20 @@ def lock_store(path: str | os.PathLike[str]) -> store_lock.StoreLock:
 
     Use as a context manager, or call ``release()``. Re-entrant within a process: the stores this process
     opens on ``path`` share the lock. The first acquisition clears the staging area (no writer is left
-    that could still need it)."""
+    that could still need it): only the store's own temporaries, never through a symlink; a store
+    folder that is a symlink is refused before anything is written."""
     root = local_root(path)
     claim_directory(root)
+    refuse_symlinked_folders(root)
     lock = store_lock.acquire(root)
     if lock.count == 1:
-        clear_directory(AuditLayout(root).staging_dir)
+        try:
+            kept = clean_staging(root).kept
+        except BaseException:
+            lock.release()
+            raise
+        if kept:
+            log.warning("audit %s: kept files in staging/ that the store did not write: %s", root, kept[:10])
     return lock
 
 

@@ -9,26 +9,19 @@ lose a file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import uuid
 
-from .durable import clear_directory
-from .errors import NotAnAuditError
+from .errors import AuditStoreError, NotAnAuditError
 from .layout import (
     LOCK_FILE,
     MARKER_FILE,
     RELEVANCE_ZARR,
-    STAGING_DIR,
+    REPORT_FILE,
     STORE_ENTRIES,
-    TMP_SUFFIX,
-    AuditLayout,
-    parse_part_name,
-    parse_record_name,
 )
 from .provenance import utc_now_iso
+from .removal import clean_staging, refuse_symlinked_folders, remove_owned, wipe_plan
 
 
 def _has_audit_group(root: str) -> bool:
@@ -105,38 +98,23 @@ def require_audit_dir(root: str) -> None:
 
 def wipe_store(root: str) -> list[str]:
     """Delete what the store wrote in ``root`` (an audit directory, lock held by the caller): parts and
-    records first (the shards stop counting), then the Zarr group and the staging area. Files the
-    store did not write stay; their paths are returned."""
+    records first (the shards stop counting), then the Zarr group (its ``zarr.json`` first) and the
+    staging temporaries, all through :func:`~.removal.remove_owned`. Files and symlinks the store did
+    not write stay; their paths (relative to ``root``) are returned. A user's file inside
+    ``relevance.zarr/`` would keep the new group from taking its place: that is refused before anything
+    is deleted."""
     require_audit_dir(root)
-    layout = AuditLayout(root)
-    kept: list[str] = []
-    for directory, ours in (
-        (layout.summaries_dir, lambda n: parse_part_name(n) is not None or _is_temp(n)),
-        (layout.manifest_dir, lambda n: parse_record_name(n) is not None or _is_temp(n)),
-    ):
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            continue
-        for name in names:
-            path = os.path.join(directory, name)
-            if ours(name) and os.path.isfile(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            else:
-                kept.append(path)
-    group = layout.zarr_path
-    if os.path.isdir(group):
-        os.makedirs(layout.staging_dir, exist_ok=True)
-        trash = os.path.join(layout.staging_dir, f".trash-{uuid.uuid4().hex}")
-        os.rename(group, trash)  # the group vanishes at once; deleting its files may take a while
-    for name in os.listdir(root):
-        if name.startswith(f".{RELEVANCE_ZARR}.") and name.endswith(TMP_SUFFIX):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    clear_directory(os.path.join(root, STAGING_DIR))
-    return kept
-
-
-def _is_temp(name: str) -> bool:
-    """Temporaries older versions of the store left next to parts and records."""
-    return name.endswith(TMP_SUFFIX) and name.startswith((".part-", ".shard-"))
+    refuse_symlinked_folders(root)
+    files, dirs, foreign = wipe_plan(root)
+    inside = [f for f in foreign if f.startswith(RELEVANCE_ZARR + "/")]
+    if inside:
+        shown = ", ".join(inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        raise AuditStoreError(
+            f"cannot discard the audit at {root}: {RELEVANCE_ZARR}/ holds entries the store did not write "
+            f"({shown}). Nothing was deleted; move them out of the audit, then run again."
+        )
+    # the old audit's report goes with it (SpRAy results and a stored comparison record the audit id
+    # they were built from, and their readers refuse another audit's)
+    result = remove_owned(root, [*files, REPORT_FILE], dirs)
+    result.extend(clean_staging(root))
+    return sorted(set(result.kept) | set(foreign))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from typing import Any
 
-from .layout import tmp_name, tmp_prefix
+from .layout import tmp_name
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -155,36 +154,3 @@ def atomic_write_bytes(path: str, data: bytes, sync_dir: bool = True, tmp_dir: s
         raise
     if sync_dir:
         fsync_path(os.path.dirname(path))
-
-
-def clear_directory(directory: str) -> None:
-    """Remove everything inside ``directory`` (the staging area of a writer that is gone)."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return
-    for name in names:
-        p = os.path.join(directory, name)
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-
-
-def remove_stale_temporaries(directory: str, final_name: str) -> int:
-    """Delete temporaries that a killed writer left for ``final_name``; returns how many.
-
-    Only called by the one writer that owns the shard, so it never removes a live writer's file."""
-    prefix = tmp_prefix(final_name)
-    removed = 0
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return 0
-    for name in names:
-        if name.startswith(prefix):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, name))
-                removed += 1
-    return removed

@@ -17,3 +17,11 @@ class ShardValidationError(AuditStoreError, ValueError):
 
 class NotAnAuditError(AuditStoreError):
     """A path holds no audit store (or something else we must not delete)."""
+
+
+class DamagedStoreError(AuditStoreError):
+    """A committed file of the store cannot be read: ``lrp-audit verify`` finds and repairs it."""
+
+
+class OutputWriteError(AuditStoreError):
+    """A result file could not be written (a full disk, no permission); its temporary was removed."""

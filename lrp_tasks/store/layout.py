@@ -8,7 +8,7 @@ An audit directory::
     <audit>/summaries/part-000042.parquet   one Parquet part per committed shard (visible == committed)
     <audit>/manifest/shard-000042.json      commit record of shard 42 (checksums, range, writer)
     <audit>/staging/                   temporaries of the running writer (emptied when a run takes the lock)
-    <audit>/cache/                     digests of dataset files by (size, mtime, inode), to skip re-hashing
+    <audit>/cache/                     digests of dataset files by (size, mtime, ctime, inode, sampled blocks)
 
 ``summaries/`` holds Parquet parts only: temporaries live in ``staging/``, so
 ``pd.read_parquet(<audit>/summaries)`` always reads.
@@ -28,6 +28,8 @@ SUMMARIES_DIR = "summaries"
 MANIFEST_DIR = "manifest"
 STAGING_DIR = "staging"
 CACHE_DIR = "cache"
+#: The audit's HTML report (written by ``lrp-audit report``; removed with the audit by --fresh).
+REPORT_FILE = "report.html"
 #: Entries of an audit directory that the store creates (and may remove on overwrite).
 STORE_ENTRIES = (MARKER_FILE, LOCK_FILE, RELEVANCE_ZARR, SUMMARIES_DIR, MANIFEST_DIR, STAGING_DIR, CACHE_DIR)
 TMP_SUFFIX = ".tmp"

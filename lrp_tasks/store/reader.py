@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import zarr
 
-from .errors import NotAnAuditError
+from .errors import DamagedStoreError, NotAnAuditError
 from .layout import AuditLayout, local_path
 from .manifest import read_records
 from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, LAYERWISE, METRICS, RELEVANCE
@@ -87,8 +88,17 @@ class AuditReader:
 
     @functools.cached_property
     def summaries(self) -> pd.DataFrame:
-        """Summary rows of the committed shards, sorted by (sample_index, target_rank)."""
-        return read_parts(self._parts.values(), fs=self._fs)
+        """Summary rows of the committed shards, sorted by (sample_index, target_rank); a committed part
+        that cannot be read raises :class:`DamagedStoreError` (one line: run ``lrp-audit verify``)."""
+        try:
+            return read_parts(self._parts.values(), fs=self._fs)
+        except (pa.ArrowException, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DamagedStoreError(
+                f"audit store at {self.path} is damaged: its summaries cannot be read ({type(exc).__name__}: "
+                f"{first[:200]}); run `lrp-audit verify {self.path}` (then `--repair` and `lrp-audit run` to redo "
+                "the damaged shards)"
+            ) from exc
 
     def _open_dataset(self, group: str | None = None) -> xr.Dataset:
         """The arrays of the root group (or a subgroup), lazily loaded, over the committed samples."""

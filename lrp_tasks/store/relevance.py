@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import sys
 import uuid
 import warnings
@@ -35,6 +34,7 @@ from zarr.errors import ZarrUserWarning
 from .durable import fsync_path, fsync_tree, parent_dirs, replace_into, write_hidden
 from .errors import AuditStoreError, NotAnAuditError
 from .layout import RELEVANCE_ZARR, TMP_SUFFIX
+from .removal import remove_owned, zarr_tree
 from .spec import AuditSpec
 
 RELEVANCE = "relevance"
@@ -226,8 +226,9 @@ def create_group_atomically(root: str, spec: AuditSpec, attrs: Mapping[str, Any]
         fsync_path(root)
         return True
     finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.lexists(tmp):  # our own hidden copy: only the files the group build wrote
+            files, dirs, _ = zarr_tree(root, os.path.basename(tmp))
+            remove_owned(root, files, dirs)
 
 
 def read_group_attrs(zarr_path: str) -> dict[str, Any]:

@@ -25,9 +25,10 @@ from .claim import lock_store
 from .directory import require_audit_dir
 from .durable import fsync_path
 from .errors import NotAnAuditError
-from .layout import AuditLayout, parse_part_name, parse_record_name
+from .layout import MANIFEST_DIR, SUMMARIES_DIR, AuditLayout, parse_part_name, parse_record_name, part_name, record_name
 from .manifest import read_records
 from .relevance import CONCEPT_IDS, LAYERWISE
+from .removal import Removal, is_old_temp, remove_owned
 from .summaries_io import committed_part_ids, part_metadata
 
 
@@ -191,30 +192,30 @@ def check_committed_shards(path: str, deep: bool = True) -> VerifyReport:
     return report
 
 
-def uncommit_shards(layout: AuditLayout, shard_ids: Any) -> None:
-    """Delete the part (the commit) and then the record of each shard; the caller holds the lock."""
+def uncommit_shards(layout: AuditLayout, shard_ids: Any) -> Removal:
+    """Delete the part (the commit) and then the record of each shard; the caller holds the lock.
+    Through :func:`~.removal.remove_owned`: a symlink in their place is kept, never followed."""
+    files = []
     for sid in sorted(shard_ids):
-        for path in (layout.part_path(sid), layout.record_path(sid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        files += [f"{SUMMARIES_DIR}/{part_name(sid)}", f"{MANIFEST_DIR}/{record_name(sid)}"]
+    result = remove_owned(layout.root, files)
     with contextlib.suppress(FileNotFoundError):
         fsync_path(layout.summaries_dir)  # the un-commit survives a crash
+    return result
 
 
-def tidy(layout: AuditLayout) -> list[str]:
+def tidy(layout: AuditLayout) -> Removal:
     """Remove records without a part and old-style temporaries in summaries/ and manifest/."""
     parts = committed_part_ids(layout.summaries_dir)
-    removed = []
-    for directory in (layout.summaries_dir, layout.manifest_dir):
+    files = []
+    for folder in (SUMMARIES_DIR, MANIFEST_DIR):
+        directory = os.path.join(layout.root, folder)
         for name in os.listdir(directory) if os.path.isdir(directory) else []:
             sid = parse_record_name(name)
-            stale_record = directory == layout.manifest_dir and sid is not None and sid not in parts
-            old_temp = name.startswith((".part-", ".shard-")) and name.endswith(".tmp")
-            if stale_record or old_temp:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                    removed.append(os.path.join(os.path.basename(directory), name))
-    return removed
+            stale_record = folder == MANIFEST_DIR and sid is not None and sid not in parts
+            if stale_record or is_old_temp(name):
+                files.append(f"{folder}/{name}")
+    return remove_owned(layout.root, files)
 
 
 def repair_store(path: str, deep: bool = True) -> tuple[VerifyReport, list[str]]:
@@ -226,11 +227,7 @@ def repair_store(path: str, deep: bool = True) -> tuple[VerifyReport, list[str]]
     with lock_store(root):
         report = check_committed_shards(root, deep=deep)
         layout = AuditLayout(root)
-        removed = [
-            os.path.join("summaries", os.path.basename(layout.part_path(sid)))
-            for sid in sorted(report.damaged)
-            if os.path.exists(layout.part_path(sid))
-        ]
-        uncommit_shards(layout, report.damaged)
-        removed += tidy(layout)
+        result = uncommit_shards(layout, report.damaged).extend(tidy(layout))
+    removed = result.removed
+    report.notes += [f"kept {p}: not a file the store wrote (symlink or other entry)" for p in result.kept]
     return report, removed

@@ -65,6 +65,10 @@ POINTS = {
         ("shards", signal.SIGINT, True),  # Ctrl-C in a terminal: the whole process group
         # SIGKILL cannot be handled: the temporary server (in a session of its own) must still go
         ("shards", signal.SIGKILL, True),
+        # kill -9 of the CLI alone: Ray's agents and workers are not in its reach (issue 19, item 4)
+        ("server", signal.SIGKILL, False),
+        ("store", signal.SIGKILL, False),
+        ("shards", signal.SIGKILL, False),
     ],
 )
 def test_a_signal_anywhere_stops_every_process_of_the_run(tmp_path, point, signum, group):
@@ -91,6 +95,8 @@ def test_a_signal_anywhere_stops_every_process_of_the_run(tmp_path, point, signu
         assert f"interrupted by {signal.Signals(signum).name}" in err
     assert not [sign for sign in STACK_DUMP_SIGNS if sign in err[already:]], err[already:][-3000:]
     assert len(before) >= 2, "the run had started no process yet: the test proves nothing"
+    ray_dirs = [d for pid in before for d in Path("/tmp").glob(f"lrp-audit-ray-{pid}-*")]
+    assert not ray_dirs, f"the private Ray session directory was left: {ray_dirs}"
     if point == "shards":
         assert any("raylet" in cmd for cmd in (cmdline(p) for p in before)) or len(before) > 4
 

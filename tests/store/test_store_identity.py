@@ -147,6 +147,32 @@ def test_a_replaced_dataset_file_is_refused_on_resume(tmp_path) -> None:
     assert open_audit(str(tmp_path / "audit")).committed_shards == {0}
 
 
+def test_a_dataset_rewritten_in_place_with_the_same_size_and_mtime_is_refused(tmp_path) -> None:
+    # cp -p over the file, an archive extracted with preserved times, touch -r: size, mtime and inode
+    # stay; only the content (and the ctime, which no user call can set back) tells them apart.
+    import os
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "samples.npy"
+    np.save(data, rng.random((32, 1, 8, 8), dtype=np.float32))
+    first = _array_audit(tmp_path, data)
+    assert first.explain_shard(0, 0, 16).explained
+    first.store.close()
+    _array_audit(tmp_path, data).store.close()  # the resumed run wrote the digest cache
+    assert (tmp_path / "audit" / "cache" / "file-digests.json").exists()
+
+    before = data.stat()
+    raw = bytearray(data.read_bytes())
+    raw[-64:] = bytes(64)  # same size, same header: rows 30-31 changed
+    with open(data, "r+b") as f:  # in place: same inode
+        f.write(raw)
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = data.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    with pytest.raises(ConfigMismatchError, match=r"dataset changed.*files that differ: \['samples.npy'\]"):
+        _array_audit(tmp_path, data)
+
+
 def test_the_dataset_digest_cache_skips_unchanged_files(tmp_path, monkeypatch) -> None:
     import lrp_tasks.audit.identity as fp
 
