@@ -179,6 +179,9 @@ def audit(
     plan = plan_comparison(compare_with, output, cfg)
     cfg = cfg.model_copy(update={"output": plan.output})
     phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
+    # Every check before the lock: a refused run (a form's wrong relative path, a bad model) writes
+    # nothing, not even the lock. The preparation is kept for prepare_store (the model loads once).
+    prepare_audit(cfg, root=root, source=source, keep=True)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
     # process dies); workers carry its token and check it before every commit.
     with lock_store(plan.output) as lock:

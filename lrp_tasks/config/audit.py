@@ -60,7 +60,10 @@ class TopKTarget(StrictModel):
 TargetSpec = Annotated[
     PredictedTarget | LabelTarget | ClassTarget | TopKTarget,
     Field(discriminator="kind"),
-    BeforeValidator(lambda v: {"kind": v} if isinstance(v, str) else v),
+    BeforeValidator(
+        lambda v: {"kind": v} if isinstance(v, str) else v,
+        json_schema_input_type=Literal["predicted", "label"] | PredictedTarget | LabelTarget | ClassTarget | TopKTarget,
+    ),
 ]
 """``{kind: predicted}`` (or just ``predicted``), ``label``, ``{kind: class, index: 3}``,
 ``{kind: top_k, k: 3}``."""

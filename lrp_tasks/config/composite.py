@@ -131,7 +131,13 @@ class RuleEntry(StrictModel):
 
     type: LayerTypes | None = None
     """torch.nn class name (``Conv2d``), group (``Convolution``, ``BatchNorm``, ``AvgPool``, ``MaxPool``) or a list."""
-    name: Annotated[list[NonEmptyStr], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] | None = None
+    name: (
+        Annotated[
+            list[NonEmptyStr],
+            BeforeValidator(lambda v: [v] if isinstance(v, str) else v, json_schema_input_type=str | list[str]),
+        ]
+        | None
+    ) = None
     """Module names or shell-style patterns (``features.*``); not with ``type``."""
     index: StrictInt | None = None
     """Position of one layer in the flattened model, from 0 (negative: from the end); not with ``type``."""
@@ -225,6 +231,7 @@ CompositeSpec = Annotated[
         custom_error_type="composite_shape",
         custom_error_message="a composite is a preset name, {preset: Name, params...} or {rules: [...]}",
     ),
-    BeforeValidator(_normalise_composite),
+    # the form (JSON schema) accepts what YAML accepts: a preset's name is a composite too
+    BeforeValidator(_normalise_composite, json_schema_input_type=str | PresetSpec | RulesCompositeSpec),
 ]
 """A preset or an explicit rules list (see the module docstring)."""

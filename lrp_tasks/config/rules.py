@@ -285,7 +285,11 @@ def normalise_rule(value: Any) -> Any:
     )
 
 
-RuleSpec = Annotated[AnyRuleSpec, BeforeValidator(normalise_rule)]
+RuleSpec = Annotated[
+    AnyRuleSpec,
+    # the form accepts both shorthands: a rule's name, and {Name: {params}}
+    BeforeValidator(normalise_rule, json_schema_input_type=str | dict[str, dict[str, Any]] | AnyRuleSpec),
+]
 """Any rule; accepts the canonical form and both shorthands."""
 
 
@@ -367,6 +371,6 @@ def _check_layer_types(value: Any) -> Any:
     return names
 
 
-LayerTypes = Annotated[list[str], BeforeValidator(_check_layer_types)]
+LayerTypes = Annotated[list[str], BeforeValidator(_check_layer_types, json_schema_input_type=str | list[str])]
 """One or more ``torch.nn`` class names (``Conv2d``) or groups (``Convolution``); a single name
 may be written without the list."""
