@@ -40,6 +40,7 @@ from .functional import (
     MaxPooling,
     Reshape,
     Route,
+    Scale,
 )
 from .plan import Plan, Step
 from .presets import (
@@ -99,6 +100,7 @@ __all__ = [
     "Reshape",
     "Route",
     "RuleLayerMismatchError",
+    "Scale",
     "SoftmaxOutputError",
     "Step",
     "TopK",
