@@ -3,7 +3,8 @@
 What the README's "ResNets" figures come from: the trained digits ResNet (32 test digits) and
 torchvision-structured ResNet-18/50 (tests/engine/resnets.py, random weights, BatchNorm statistics
 from three train-mode passes, 4 random 3×64×64 inputs), canonized, each preset in both conventions.
-One line per model, convention and preset: min … max of Σ R_in over the samples (1 = conserved).
+One line per model, convention and preset: min … max of Σ R_in over the samples (1 = conserved),
+and the share of the gap (1 − Σ R_in) that bias terms absorbed (``LRP.conservation_breakdown``).
 
     PYTHONPATH=. .venv/bin/python benchmarks/resnet_conservation.py [digits resnet18 resnet50]
     PYTHONPATH=. .venv/bin/python benchmarks/resnet_conservation.py digits --conventions rpj
@@ -55,10 +56,12 @@ MODELS = {
 }
 
 
-def sums(model: nn.Module, x: Tensor, composite: engine.Composite) -> Tensor:
+def sums(model: nn.Module, x: Tensor, composite: engine.Composite) -> tuple[Tensor, float]:
+    """Σ R_in per sample for a one-hot seed, and the biases' share of the gap."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", engine.ConservationWarning)
-        return engine.LRP(model, composite)(x).val.flatten(1).sum(1)
+        breakdown = engine.LRP(model, composite).conservation_breakdown(x)
+    return 1.0 - (breakdown.biases + breakdown.other), breakdown.bias_share
 
 
 def preset(name: str, low: float, high: float, convention: str) -> engine.Composite:
@@ -80,8 +83,12 @@ def main() -> None:
         model = engine.canonize(model)
         for convention in args.conventions.split(","):
             for p in engine.PRESETS:
-                s = sums(model, x, preset(p, low, high, convention))
-                print(f"{name:<9} {convention:<7} {p:<23} {s.min().item():10.4g} … {s.max().item():.4g}", flush=True)
+                s, share = sums(model, x, preset(p, low, high, convention))
+                print(
+                    f"{name:<9} {convention:<7} {p:<23} {s.min().item():10.4g} … {s.max().item():<10.4g}"
+                    f" biases absorb {share:.1%} of the gap",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
