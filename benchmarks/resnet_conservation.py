@@ -8,6 +8,7 @@ and the share of the gap (1 − Σ R_in) that bias terms absorbed (``LRP.conserv
 
     PYTHONPATH=. .venv/bin/python benchmarks/resnet_conservation.py [digits resnet18 resnet50]
     PYTHONPATH=. .venv/bin/python benchmarks/resnet_conservation.py digits --conventions rpj
+    PYTHONPATH=. .venv-zennit/bin/python benchmarks/resnet_conservation.py tv-resnet18 tv-resnet50
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,8 @@ from tests.engine.resnets import BasicBlock, Bottleneck, ResNet  # noqa: E402
 
 def digits() -> tuple[nn.Module, Tensor, float, float]:
     """The committed digits ResNet (conf/resnet_digits.yaml) on its first 32 test digits."""
+    from safetensors.torch import load_file  # not in the reference venvs, which run only torchvision's
+
     model = build_resnet([1, 1, 1, 1], num_classes=10, in_channels=1, width=8, stem="small")
     model.load_state_dict(load_file(str(ROOT / "models/resnet_digits.safetensors")))
     x = np.load(ROOT / "data/digits32/digits32_test.npz")["x"][:32]
@@ -49,11 +51,27 @@ def torchvision_like(block: type, layers: list[int], size: int = 64) -> tuple[nn
     return model.eval(), torch.randn(4, 3, size, size), -3.0, 3.0
 
 
+def torchvision_model(name: str, size: int = 64) -> tuple[nn.Module, Tensor, float, float]:
+    """torchvision's own ResNet (only where torchvision imports, e.g. .venv-zennit), set up as above."""
+    from torchvision import models as tvm
+
+    torch.manual_seed(0)
+    model = getattr(tvm, name)(weights=None, num_classes=10)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, size, size))
+    return model.eval(), torch.randn(4, 3, size, size), -3.0, 3.0
+
+
 MODELS = {
     "digits": digits,
     "resnet18": lambda: torchvision_like(BasicBlock, [2, 2, 2, 2]),
     "resnet50": lambda: torchvision_like(Bottleneck, [3, 4, 6, 3]),
+    "tv-resnet18": lambda: torchvision_model("resnet18"),
+    "tv-resnet50": lambda: torchvision_model("resnet50"),
 }
+DEFAULT = ["digits", "resnet18", "resnet50"]
 
 
 def sums(model: nn.Module, x: Tensor, composite: engine.Composite) -> tuple[Tensor, float]:
@@ -72,7 +90,7 @@ def preset(name: str, low: float, high: float, convention: str) -> engine.Compos
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(MODELS), help=f"any of {', '.join(MODELS)}")
+    parser.add_argument("models", nargs="*", default=DEFAULT, help=f"any of {', '.join(MODELS)}")
     parser.add_argument("--conventions", default="rpj,zennit")
     args = parser.parse_args()
     unknown = sorted(set(args.models) - set(MODELS))
