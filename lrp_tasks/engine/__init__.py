@@ -7,7 +7,7 @@
 This package imports only torch (and numpy through torch); never Prefect, Ray, Zarr or pandas.
 """
 
-from .analyzer import LRP, ConservationWarning, analyze, inference_mode
+from .analyzer import LRP, ConservationBreakdown, ConservationWarning, analyze, inference_mode
 from .canonize import canonize, canonize_graph, flatten_model, fuse_batchnorm, named_leaf_layers, strip_softmax
 from .checks import LRP_CONFIG, LRPConfig, ModelCheckError, SoftmaxOutputError, check_model, check_plan
 from .composites import (
@@ -40,6 +40,7 @@ from .functional import (
     MaxPooling,
     Reshape,
     Route,
+    Scale,
 )
 from .plan import Plan, Step
 from .presets import (
@@ -65,6 +66,7 @@ __all__ = [
     "AvgPooling",
     "Cat",
     "Composite",
+    "ConservationBreakdown",
     "ConservationWarning",
     "EpsilonAlpha2Beta1",
     "EpsilonAlpha2Beta1Flat",
@@ -99,6 +101,7 @@ __all__ = [
     "Reshape",
     "Route",
     "RuleLayerMismatchError",
+    "Scale",
     "SoftmaxOutputError",
     "Step",
     "TopK",

@@ -23,9 +23,9 @@ from .checks import LRP_CONFIG, LRPConfig, check_plan
 from .composites import Composite
 from .context import LayerContext
 from .explanation import Explanation
-from .functional import FunctionRecord, FunctionStep, Ignored, record_function
+from .functional import Add, FunctionRecord, FunctionStep, Ignored, record_function
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step
-from .rules import LRPRule, RuleLayerMismatchError
+from .rules import GradientRule, LRPRule, PassRule, RuleLayerMismatchError
 from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
 from .tracing import build_plan
 
@@ -218,12 +218,15 @@ class LRP:
         *,
         until: int = 0,
         kept: dict[str, Tensor] | None = None,
+        gaps: dict[int, Tensor] | None = None,
     ) -> dict[int, Tensor]:
         """Hand relevance back through every step after `until`, from the last.
 
         `pending` maps steps to the relevance at their output; the result holds the relevance
         that reached steps at or before `until` (``result[until]`` is complete there, since every
-        consumer of a step comes after it). `kept` collects the relevance at each step's output."""
+        consumer of a step comes after it). `kept` collects the relevance at each step's output;
+        `gaps` the relevance each step did not hand on, per sample (Σ R_out − Σ R_in: what its
+        biases, constants and stabilizer absorbed), so the total conservation gap is their sum."""
         pending = dict(pending)
         for i in range(max(pending), until, -1):
             relevance = pending.pop(i, None)
@@ -232,7 +235,10 @@ class LRP:
             step = self.plan.steps[i]
             if kept is not None:
                 kept[step.name] = relevance
-            for j, share in self._distribute(i, step, record, relevance):
+            shares = self._distribute(i, step, record, relevance)
+            if gaps is not None:
+                gaps[i] = _per_sample(relevance) - sum((_per_sample(share) for _, share in shares), start=0.0)
+            for j, share in shares:
                 pending[j] = share if j not in pending else pending[j] + share
         return pending
 
@@ -259,12 +265,14 @@ class LRP:
         keep_layerwise: bool = False,
         start: int | None = None,
         stop: int = 0,
+        gaps: dict[int, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor] | None]:
         """Relevance at the output of step `stop` (default: the input) from relevance at the output
-        of step `start` (default: the model output), and optionally at every step in between."""
+        of step `start` (default: the model output), and optionally at every step in between (and
+        each step's conservation gap into `gaps`, see :meth:`propagate`)."""
         start = self.plan.output if start is None else start
         kept: dict[str, Tensor] | None = {} if keep_layerwise else None
-        pending = self.propagate(record, {start: relevance}, until=stop, kept=kept)
+        pending = self.propagate(record, {start: relevance}, until=stop, kept=kept, gaps=gaps)
         result = pending.get(stop)
         if result is None:
             raise RuntimeError(f"no relevance reached step {self.plan.steps[stop].name!r}")
@@ -300,8 +308,13 @@ class LRP:
             else:
                 index = resolve_selection(selection, logits)
             seed_relevance = output_relevance(logits.detach(), index, seed)
-            val, layerwise = self.relevance_pass(record, seed_relevance, keep_layerwise=layerwise_relevances)
-            self._check_conservation(val, seed_relevance)
+            checking = self.conservation_tolerance is not None and not self._warned_conservation
+            gaps: dict[int, Tensor] | None = {} if checking else None
+            val, layerwise = self.relevance_pass(
+                record, seed_relevance, keep_layerwise=layerwise_relevances, gaps=gaps
+            )
+            if gaps is not None:
+                self._check_conservation(val, seed_relevance, gaps)
         extras: dict[str, Any] = {"seed": seed}
         if layerwise is not None:
             extras["layerwise_relevances"] = {name: _unflatten_k(r, k) for name, r in layerwise.items()}
@@ -317,9 +330,9 @@ class LRP:
 
     __call__ = analyze
 
-    def _check_conservation(self, val: Tensor, seeded: Tensor) -> None:
-        """Warn (once per analyzer), with the figure, when the input relevance is far from the seeded
-        relevance."""
+    def _check_conservation(self, val: Tensor, seeded: Tensor, gaps: dict[int, Tensor]) -> None:
+        """Warn (once per analyzer), with the figure and its cause, when the input relevance is far
+        from the seeded relevance."""
         if self.conservation_tolerance is None or self._warned_conservation:
             return
         want = seeded.sum(dim=1)
@@ -332,12 +345,52 @@ class LRP:
             warnings.warn(
                 f"LRP conservation: the input relevance of {int(bad.sum())} of {len(gap)} samples differs from the "
                 f"explained output by more than {self.conservation_tolerance:.0%} (worst: sample {worst}, "
-                f"{got[worst].item():.4g} for {want[worst].item():.4g}, a gap of {gap[worst].item():.1%}). Biases and "
-                "stabilizers absorb relevance (rules with zero_bias=True conserve it); a gradient passes none. "
+                f"{got[worst].item():.4g} for {want[worst].item():.4g}, a gap of {gap[worst].item():.1%}). "
+                f"{self.breakdown(gaps).explain()} "
                 "Shown once per analyzer; LRP(..., conservation_tolerance=None) silences it.",
                 ConservationWarning,
                 stacklevel=3,
             )
+
+    def absorbs_bias(self, i: int) -> bool:
+        """Whether step i lets a bias or a constant absorb relevance: a layer with a non-zero bias
+        (a convolution after BatchNorm fusion has one) whose rule keeps it, or an addition of a
+        constant or a parameter."""
+        step, rule = self.plan.steps[i], self.step_rules[i]
+        if step.kind == LAYER:
+            bias = getattr(step.module, "bias", None)
+            keeps = not getattr(rule, "zero_bias", False) and not isinstance(rule, (PassRule, GradientRule))
+            return isinstance(bias, Tensor) and keeps and bool(bias.detach().ne(0).any())
+        if step.kind == FUNCTION and isinstance(step.module, Add):
+            numbers = any(isinstance(a, (int, float)) and a != 0 for a in step.module.args)
+            return numbers or any(self.plan.steps[j].kind == CONSTANT for j in step.inputs)
+        return False
+
+    def breakdown(self, gaps: dict[int, Tensor]) -> ConservationBreakdown:
+        """The conservation gaps of :meth:`propagate`, split into what biases and constants absorbed
+        and what other steps lost (stabilizers, gradients, rules that drop relevance)."""
+        zero = next(iter(gaps.values())).new_zeros(()) if gaps else torch.zeros(())
+        biased = [i for i in gaps if self.absorbs_bias(i)]
+        others = {self.plan.steps[i].name: gaps[i] for i in gaps if i not in biased}
+        return ConservationBreakdown(
+            biases=sum((gaps[i] for i in biased), start=zero),
+            other=sum(others.values(), start=zero),
+            bias_steps=[self.plan.steps[i].name for i in sorted(biased)],
+            other_steps=others,
+        )
+
+    def conservation_breakdown(
+        self, x: Tensor, selection: Selection = None, *, seed: SeedMode = "one-hot"
+    ) -> ConservationBreakdown:
+        """Explain `x` and split each sample's conservation gap (seeded − Σ R_in) into the relevance
+        absorbed by biases and constants and that lost elsewhere (:class:`ConservationBreakdown`)."""
+        with inference_mode(self.model):
+            record = self.forward_record(x)
+            index = resolve_selection(selection, record.output)
+            seeded = output_relevance(record.output.detach(), index, seed)
+            gaps: dict[int, Tensor] = {}
+            self.relevance_pass(record, seeded, gaps=gaps)
+        return self.breakdown(gaps)
 
     def relevance_by_layer(self, expl: Explanation, names: list[str] | None = None) -> dict[str, Tensor]:
         """Relevance at the output of each layer by module name (a module used twice: its last
@@ -365,6 +418,45 @@ class LRP:
                 rows.append((f"{step.name}: {step.module.function_name}{where}", self.step_rules[i]))
         width = max((len(label) for label, _ in rows), default=0)
         return "LRP(\n" + "\n".join(f"  {label:<{width}} => {rule!r}," for label, rule in rows) + "\n)"
+
+
+@dataclass
+class ConservationBreakdown:
+    """Per sample, where the relevance missing at the input went (seeded − Σ R_in = biases + other)."""
+
+    biases: Tensor
+    """absorbed by the biases of layers whose rules keep them, and by constants added"""
+    other: Tensor
+    """lost at the other steps: stabilizers, gradient steps, rules that drop relevance"""
+    bias_steps: list[str]
+    other_steps: dict[str, Tensor]
+
+    @property
+    def bias_share(self) -> float:
+        """The biases' share of the total absolute gap over the samples (0 … 1)."""
+        total = float(self.biases.abs().sum() + self.other.abs().sum())
+        return float(self.biases.abs().sum()) / total if total > 0 else 0.0
+
+    def explain(self) -> str:
+        """One sentence on the cause, for a warning or a report."""
+        share = self.bias_share
+        if self.bias_steps and share >= 0.5:
+            names = ", ".join(self.bias_steps[:4]) + (", ..." if len(self.bias_steps) > 4 else "")
+            return (
+                f"{share:.0%} of the gap is relevance absorbed by bias terms ({len(self.bias_steps)} steps: {names}; "
+                "a BatchNorm fused into a layer is a bias too): expected with biases, not a sign of an unsupported "
+                "layer; rules with zero_bias=True conserve it."
+            )
+        worst = sorted(self.other_steps.items(), key=lambda kv: -float(kv[1].abs().sum()))[:3]
+        names = ", ".join(name for name, _ in worst)
+        return (
+            f"Bias terms account for {share:.0%} of the gap; the rest is lost at {names} (stabilizers, a gradient "
+            "step that passes less relevance, or a rule that drops it): check the rules assigned there."
+        )
+
+
+def _per_sample(t: Tensor) -> Tensor:
+    return t.detach().flatten(start_dim=1).sum(dim=1)
 
 
 def _fetch(step: Step) -> Any:

@@ -8,11 +8,19 @@ nothing (``default_rule``). How relevance moves through a function step depends 
 
 - ``GradientRule``: the vector-Jacobian product (exact routing for indexing and max pooling; a
   plain gradient through additions);
-- ``PassRule``: the relevance reshaped to the single input (activations, reshapes);
+- ``PassRule``: the relevance reshaped to the step's data input (activations, reshapes, scaling
+  by a constant); size arguments (``x.view(x.size(0), -1)``) get none;
 - any other rule that works without weights (``ZeroRule``, ``EpsilonRule``): LRP-0/ε through the
   function, ``R_i = x_i ⊙ J_iᵀ (R / stab(out))`` — for an addition the proportional split
   ``R_i = x_i R / stab(Σx)`` (zennit's Norm on its Sum layer); constants absorb their share like
   a bias.
+
+Size arithmetic (``x.size(0)``, ``x.shape[0]``, ``n // 2``, ``h ** 2``) is recognised when the
+model is traced (``tracing.py``) and becomes :class:`Ignored` steps: replayed on every batch, never
+given relevance. A product with (or a division by) a constant or a parameter is :class:`Scale`, a
+linear step: relevance passes unchanged (LRP-SPEC: "a product with a parameter or a constant is
+linear: R_x = R_y"); adding a constant is an :class:`Add`, where the constant absorbs its share
+like a bias.
 """
 
 from __future__ import annotations
@@ -79,6 +87,9 @@ class FunctionStep(nn.Module):
         self.target = target
         self.args = args
         self.kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+        first = _first_ref(self.args)
+        #: the input PassRule hands the relevance to (the tensor being reshaped or scaled)
+        self.data_input: int = 0 if first is None else first
 
     def forward(self, *values: Any) -> Any:
         args = _substitute(self.args, list(values))
@@ -102,8 +113,15 @@ class FunctionStep(nn.Module):
     def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
         """Relevance handed to each input of the step (None: an input that receives none)."""
         if isinstance(rule, PassRule):
-            (value,) = record.inputs
-            return [relevance.reshape(value.shape)]
+            shares: list[Tensor | None] = [None] * len(record.inputs)
+            value = record.inputs[self.data_input]
+            if relevance.numel() != value.numel():
+                raise RuntimeError(
+                    f"PassRule on {self.function_name} needs equal input and output sizes, got "
+                    f"{tuple(value.shape)} -> {tuple(relevance.shape)}"
+                )
+            shares[self.data_input] = relevance.reshape(value.shape)
+            return shares
         if isinstance(rule, GradientRule):
             return record.vjp(relevance)
         s = relevance / rule.modify_denominator(record.output)
@@ -161,6 +179,20 @@ class Reshape(FunctionStep):
         return PassRule()
 
 
+class Scale(FunctionStep):
+    """A product with, or a division by, a constant or a parameter (``x * 2.0``, ``x / 2``,
+    ``-x``, ``x * self.scale``): linear, so relevance passes unchanged by default (LRP-0 gives
+    the same). `data_input` is the scaled operand."""
+
+    def __init__(self, op: str, target: Any, args: Any, kwargs: dict[str, Any], data_input: int | None = None):
+        super().__init__(op, target, args, kwargs)
+        if data_input is not None:
+            self.data_input = data_input
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return PassRule()
+
+
 class Route(FunctionStep):
     """Permutations and indexing (permute, transpose, ``x[...]``): relevance follows the gradient."""
 
@@ -201,7 +233,9 @@ class Ignored(FunctionStep):
         return False
 
 
-FAMILIES: tuple[type[FunctionStep], ...] = (Add, Cat, Reshape, Route, Activation, MaxPooling, AvgPooling, Function)
+FAMILIES: tuple[type[FunctionStep], ...] = (
+    Add, Cat, Reshape, Scale, Route, Activation, MaxPooling, AvgPooling, Function
+)
 
 FUNCTION_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     operator.add: Add,
@@ -213,11 +247,26 @@ FUNCTION_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     torch.cat: Cat,
     torch.concat: Cat,
     torch.flatten: Reshape,
+    torch.unflatten: Reshape,
+    torch.ravel: Reshape,
     torch.reshape: Reshape,
     torch.squeeze: Reshape,
     torch.unsqueeze: Reshape,
+    operator.mul: Scale,
+    operator.imul: Scale,
+    operator.truediv: Scale,
+    operator.itruediv: Scale,
+    operator.neg: Scale,
+    torch.mul: Scale,
+    torch.multiply: Scale,
+    torch.div: Scale,
+    torch.divide: Scale,
+    torch.true_divide: Scale,
+    torch.neg: Scale,
     torch.permute: Route,
     torch.transpose: Route,
+    torch.swapaxes: Route,
+    torch.movedim: Route,
     operator.getitem: Route,
     F.relu: Activation,
     torch.relu: Activation,
@@ -246,9 +295,18 @@ METHOD_FAMILIES: dict[str, type[FunctionStep]] = {
     "add_": Add,
     "__add__": Add,
     "sub": Add,
+    "sub_": Add,
+    "mul": Scale,
+    "mul_": Scale,
+    "div": Scale,
+    "div_": Scale,
+    "true_divide": Scale,
+    "neg": Scale,
     "view": Reshape,
     "reshape": Reshape,
     "flatten": Reshape,
+    "unflatten": Reshape,
+    "ravel": Reshape,
     "squeeze": Reshape,
     "unsqueeze": Reshape,
     "contiguous": Reshape,
@@ -257,20 +315,43 @@ METHOD_FAMILIES: dict[str, type[FunctionStep]] = {
     "permute": Route,
     "transpose": Route,
     "t": Route,
+    "swapaxes": Route,
+    "swapdims": Route,
+    "movedim": Route,
     "relu": Activation,
     "relu_": Activation,
     "mean": AvgPooling,
     "sum": AvgPooling,
     "size": Ignored,
     "dim": Ignored,
+    "numel": Ignored,
+    "nelement": Ignored,
+    "ndimension": Ignored,
 }
 
 # In-place forms are run out of place so recorded activations are never overwritten.
-OUT_OF_PLACE: dict[Any, Any] = {operator.iadd: operator.add, operator.isub: operator.sub}
-OUT_OF_PLACE_METHODS = {"add_": "add", "relu_": "relu"}
+OUT_OF_PLACE: dict[Any, Any] = {
+    operator.iadd: operator.add,
+    operator.isub: operator.sub,
+    operator.imul: operator.mul,
+    operator.itruediv: operator.truediv,
+}
+OUT_OF_PLACE_METHODS = {"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div", "relu_": "relu"}
 # Functions whose output is non-negative whatever the input.
 NONNEGATIVE_FUNCTIONS: tuple[Any, ...] = (F.relu, torch.relu, F.relu6, "relu", "relu_")
-NEGATING_FUNCTIONS: tuple[Any, ...] = (operator.sub, operator.isub, torch.sub, "sub")
+NEGATING_FUNCTIONS: tuple[Any, ...] = (operator.sub, operator.isub, torch.sub, "sub", "sub_")
+
+
+def _first_ref(template: Any) -> int | None:
+    """Index of the first input placeholder in an argument template (the tensor operated on)."""
+    if isinstance(template, Ref):
+        return template.index
+    if isinstance(template, (tuple, list)):
+        for t in template:
+            found = _first_ref(t)
+            if found is not None:
+                return found
+    return None
 
 
 def family_of(op: str, target: Any) -> type[FunctionStep] | None:

@@ -127,7 +127,9 @@ class Plan:
                 if isinstance(fn, Activation) and fn.target in NONNEGATIVE_FUNCTIONS:
                     out = True
                 else:
-                    constants = any(self.steps[j].kind == CONSTANT for j in step.inputs)
+                    constants = any(self.steps[j].kind == CONSTANT for j in step.inputs) or any(
+                        isinstance(a, (int, float)) and a < 0 for a in fn.args
+                    )  # x + (-1.0) can turn negative
                     out = (
                         step.input_nonnegative
                         and not constants

@@ -6,6 +6,7 @@ engine does not know it, a generic :class:`~.functional.Function` that the model
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from .checks import LRP_CONFIG, LRPConfig
 from .export import is_exported, lower_export
-from .functional import Activation, Function, FunctionStep, Ref, Unknown, family_of
+from .functional import Activation, Function, FunctionStep, Ignored, Ref, Scale, Unknown, family_of
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -95,6 +96,7 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
     steps: list[Step] = []
     index: dict[fx.Node, int] = {}
     uses: dict[str, int] = {}
+    sizes: set[fx.Node] = set()
     output = None
     for node in gm.graph.nodes:
         if node.op == "output":
@@ -126,8 +128,12 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
             uses[target] = n + 1
             name = target if not n else f"{target}@{n}"
             step = Step(name, LAYER, gm.get_submodule(target), inputs, module_name=target, scope=_scope(node))
+        elif _is_size(node, sizes):
+            sizes.add(node)
+            step = Step(node.name, FUNCTION, _template(Ignored, node), inputs, scope=_scope(node))
         else:
-            step = Step(node.name, FUNCTION, _function_step(node, inputs, config), inputs, scope=_scope(node))
+            fn = _function_step(node, inputs, config, sizes, gm)
+            step = Step(node.name, FUNCTION, fn, inputs, scope=_scope(node))
         index[node] = len(steps)
         steps.append(step)
     if output is None:  # pragma: no cover - fx graphs always have an output node
@@ -135,18 +141,66 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
     return Plan(steps, output, "graph")
 
 
-def _function_step(node: fx.Node, inputs: list[int], config: LRPConfig) -> FunctionStep:
+#: methods and attributes whose value is a size, a dtype or a device, never a tensor
+SIZE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})
+SIZE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device", "is_cuda"})
+
+
+def _is_size(node: fx.Node, sizes: set[fx.Node]) -> bool:
+    """Whether `node` computes a Python number or a torch.Size from sizes (``x.size(0)``,
+    ``x.shape[0]``, ``n // 2``, ``h ** 2``): such nodes are replayed on every batch and carry no
+    relevance (folding them into constants would freeze the batch size of the trace)."""
+    if node.op not in ("call_function", "call_method"):
+        return False
+    if node.op == "call_method" and node.target in SIZE_METHODS:
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return len(node.args) > 1 and node.args[1] in SIZE_ATTRIBUTES
+    inputs = node.all_input_nodes
+    return bool(inputs) and all(a in sizes for a in inputs)
+
+
+def _template(family: type[FunctionStep], node: fx.Node, **extra: Any) -> FunctionStep:
     positions = {a: i for i, a in enumerate(node.all_input_nodes)}
     args = fx.node.map_arg(node.args, lambda a: Ref(positions[a]))
     kwargs = fx.node.map_arg(node.kwargs, lambda a: Ref(positions[a]))
+    return family(node.op, node.target, _tuple(args), dict(kwargs), **extra)
+
+
+def _function_step(
+    node: fx.Node, inputs: list[int], config: LRPConfig, sizes: set[fx.Node], gm: fx.GraphModule
+) -> FunctionStep:
     family = family_of(node.op, node.target)
     if family is None and node.op == "call_function":
         if config.is_activation(node.target):
             family = Activation
         elif config.is_layer(node.target):
             family = Function
-    step = (family or Unknown)(node.op, node.target, _tuple(args), dict(kwargs))
-    return step
+    if family is Scale:
+        data = _scaled_operand(node, sizes)
+        if data is None:
+            return _template(Unknown, node)
+        return _template(Scale, node, data_input=node.all_input_nodes.index(data))
+    return _template(family or Unknown, node)
+
+
+def _scaled_operand(node: fx.Node, sizes: set[fx.Node]) -> fx.Node | None:
+    """The activation a product/quotient scales by a constant, a parameter or a size; None when it
+    is not linear in one activation (a product of two activations, a division by an activation,
+    rounding division)."""
+    if node.kwargs.get("rounding_mode") is not None:
+        return None
+    operands: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), operands.append)  # with repeats: x * x has two
+    data = [a for a in operands if a not in sizes and a.op != "get_attr"]
+    if len(data) != 1:
+        return None
+    (operand,) = data
+    divides = node.target in (operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_divide)
+    divides = divides or (node.op == "call_method" and node.target in ("div", "div_", "true_divide"))
+    if divides and (not node.args or node.args[0] is not operand):
+        return None  # c / x is not linear in x
+    return operand
 
 
 def _tuple(args: Any) -> tuple[Any, ...]:

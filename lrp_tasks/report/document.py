@@ -17,6 +17,7 @@ from lrp_tasks.store import AuditReader, open_audit
 from lrp_tasks.store.output import write_text
 
 from .compare import comparison_summary, most_changed, read_comparison
+from .conservation import conservation_cause
 from .figures import figure_png, plot_grid
 from .heatmap import heatmap_rgb, input_rgb
 from .html import esc, fmt, frame_table, key_values, page, png_img
@@ -81,8 +82,8 @@ def _overview(reader: AuditReader, summaries: pd.DataFrame, tolerance: float) ->
         if cons["broken_share"] > CONSERVATION_WARN_SHARE:
             html_out += (
                 f'<p class="warning" id="conservation-warning">Warning: {cons["broken_share"]:.1%} of the samples '
-                f"break conservation by more than {tolerance:g} of the seed relevance. Expected with bias terms "
-                "and ε-stabilizers to some degree; a large share suggests an unsupported layer or rule.</p>"
+                f"break conservation by more than {tolerance:g} of the seed relevance. "
+                f"{esc(conservation_cause(str(reader.attrs.get('composite') or '')))}</p>"
             )
     composite = reader.attrs.get("composite")
     if composite:
