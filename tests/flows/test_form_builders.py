@@ -14,7 +14,7 @@ from lrp_tasks.audit.prepare import prepare_audit
 from lrp_tasks.config import ConfigError, load_config, parse_config
 from tests.digits_audit import digits_audit_config
 
-from .audit_helpers import run_cli
+from .audit_helpers import result_json, run_cli
 
 EVIL_MODULE = "evil_user_models_4711"
 
@@ -144,3 +144,18 @@ def test_a_registered_entry_point_builder_works_from_the_form(tmp_path: Path, mo
     unregistered = cfg.model_copy(update={"model": cfg.model.model_copy(update={"builder": "ep_models_4711:other"})})
     with pytest.raises(ConfigError, match="not allowed"):
         prepare_audit(unregistered, root=tmp_path, trusted_code=False)
+
+
+@pytest.mark.integration
+def test_a_module_beside_a_config_file_runs_on_the_workers(tmp_path: Path) -> None:
+    """``lrp-audit run FILE`` hands its typed config to the flow as a file's: the driver and the Ray
+    workers import the builder from beside the file."""
+    (tmp_path / "mynet_run_4711.py").write_text("from lrp_tasks.models.digits import build_digits_cnn as build\n")
+    settings = digits_audit_config(tmp_path / "out", "f", shard_size=180, batch_size=90)
+    settings["model"]["builder"] = "mynet_run_4711:build"
+    settings["ray"] = {"workers": 1, "cpus_per_worker": 1}
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    proc = run_cli("run", str(path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result_json(proc.stdout)["samples_explained"] == 360
