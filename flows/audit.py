@@ -6,8 +6,11 @@ Run it from the command line (``lrp-audit run conf/demo.yaml``), from Python
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,28 @@ TIMING_KEYS = (
 )
 
 
+_FROM_CONFIG_FILE: ContextVar[bool] = ContextVar("lrp_audit_config_from_file", default=False)
+"""Set by the command line around its call of the flow: its typed ``config`` was read from a file on
+this machine. Not a flow parameter, so a form submitted over the Prefect API can never set it."""
+
+
+@contextlib.contextmanager
+def config_from_file() -> Iterator[None]:
+    """Within: the flow's typed ``config`` comes from a file on this machine (the command line), so its
+    builder is trusted code like the file (``config_path``); otherwise a typed ``config`` gets the allowlist."""
+    token = _FROM_CONFIG_FILE.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CONFIG_FILE.reset(token)
+
+
+def trusted_code(config: AuditConfig | None) -> bool:
+    """Whether the run's builder may be any module (a config file on the worker) or only the allowlist
+    (``lrp_tasks.sources.builders``: the typed form, anyone with access to the Prefect API)."""
+    return config is None or _FROM_CONFIG_FILE.get()
+
+
 def audit_parameters(
     config: AuditConfig | None, config_path: str | None, base_dir: str | None = None
 ) -> tuple[AuditConfig, Path, str, list[str]]:
@@ -59,11 +84,12 @@ def audit_parameters(
 
 
 @task(name="prepare-store")
-def prepare_store(cfg: AuditConfig, root: Path, source: str, fresh: bool) -> dict[str, Any]:
+def prepare_store(cfg: AuditConfig, root: Path, source: str, fresh: bool, trusted: bool = True) -> dict[str, Any]:
     """Run every check of the audit, loading the model once in the driver (errors surface before any
     worker starts; the command line's pre-flight hands over the model it loaded), and create or
     reopen the store."""
-    preparation = prepare_audit(cfg, root=root, source=source, store_mode="overwrite" if fresh else "resume")
+    mode = "overwrite" if fresh else "resume"
+    preparation = prepare_audit(cfg, root=root, source=source, store_mode=mode, trusted_code=trusted)
     store = preparation.store
     assert store is not None
     time.sleep(float(os.environ.get(PREPARE_HOOK, "0")))
@@ -141,9 +167,9 @@ def report(cfg: AuditConfig, timing: dict[str, Any], plan: ComparePlan | None = 
 
 
 @task(name="sanity-check")
-def sanity_check(cfg: AuditConfig) -> dict[str, Any] | None:
+def sanity_check(cfg: AuditConfig, trusted: bool = True) -> dict[str, Any] | None:
     """Efficient MPRT on a sample subset, recorded in the store attributes (metrics.efficient_mprt)."""
-    return run_efficient_mprt(cfg)
+    return run_efficient_mprt(cfg, trusted_code=trusted)
 
 
 def _key(name: str) -> str:
@@ -172,6 +198,7 @@ def audit(
             file's directory, or the working directory for the config form).
     """
     cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
+    trusted = trusted_code(config)  # a form's builder: the allowlist only, refused before anything is written
     for note in notes:
         get_run_logger().warning(note)
     # the output's one resolution before the store is prepared: the lock and the comparison need it
@@ -181,7 +208,7 @@ def audit(
     phases = {"flow_start": time.perf_counter()}  # where a run's fixed start cost goes (benchmarks/pipeline.py)
     # Every check before the lock: a refused run (a form's wrong relative path, a bad model) writes
     # nothing, not even the lock. The preparation is kept for prepare_store (the model loads once).
-    prepare_audit(cfg, root=root, source=source, keep=True)
+    prepare_audit(cfg, root=root, source=source, keep=True, trusted_code=trusted)
     # One run writes a store at a time: the lock is held until the flow ends (the kernel drops it if the
     # process dies); workers carry its token and check it before every commit.
     with lock_store(plan.output) as lock:
@@ -189,7 +216,7 @@ def audit(
             get_run_logger().warning(
                 "took over the store lock from %s, which ended without releasing it", describe(lock.previous)
             )
-        prepared = prepare_store(cfg, root, source, fresh)
+        prepared = prepare_store(cfg, root, source, fresh, trusted)
         phases["prepare_store"] = time.perf_counter()
         cfg = prepared["audit"].config  # paths resolved once, in the preparation
         total = len(prepared["plan"])
@@ -197,7 +224,7 @@ def audit(
         phases["explain"] = time.perf_counter()
         if cfg.metrics.efficient_mprt is not None:
             stage(f"eMPRT sanity check: {cfg.metrics.efficient_mprt.samples} samples, trained vs randomised model")
-            sanity_check(cfg)
+            sanity_check(cfg, trusted)
         phases["sanity_check"] = time.perf_counter()
         stage("writing the report (statistics, heatmaps, report.html)")
         stats = report(cfg, timing, plan)

@@ -59,6 +59,9 @@ class PreparedAudit:
     spec: AuditSpec
     """The store's spec: shapes found by the probe, identity (config digest, weights digest, dataset
     fingerprint), the composite as printed."""
+    trusted_code: bool = True
+    """The config came from a file on the worker (any builder but the standard library's); False: from a
+    flow's typed form, whose builder workers import only from the allowlist (``lrp_tasks.sources.builders``)."""
 
 
 @dataclass
@@ -102,6 +105,7 @@ def prepare_audit(
     device: str | None = None,
     keep: bool = False,
     before_load: Callable[[AuditConfig], None] | None = None,
+    trusted_code: bool = True,
 ) -> Preparation:
     """Run every check of an audit; with ``store_mode`` (``resume``/``overwrite``) also create or
     reopen its store.
@@ -110,15 +114,16 @@ def prepare_audit(
     working directory). source: how errors name the config (its file). keep: hand this preparation
     to the next call for the same config in this process, which then loads nothing again.
     before_load: called with the resolved config before the model loads (a check that should fail
-    fast, such as the command line's "is the output free")."""
+    fast, such as the command line's "is the output free"). trusted_code: the config comes from a file
+    on this machine; False for a flow's typed form (builders from the allowlist only)."""
     source = source or f"audit config {cfg.name!r}"
     try:
         check_files(cfg, root=root, source=source)
         resolved = resolve_audit(cfg, root)
         if before_load is not None:
             before_load(resolved)
-        key = canonical_json([resolved.model_dump(mode="json"), str(device)])
-        preparation = _HANDED_OVER.pop(key, None) or _prepare(resolved, source, device)
+        key = canonical_json([resolved.model_dump(mode="json"), str(device), trusted_code])
+        preparation = _HANDED_OVER.pop(key, None) or _prepare(resolved, source, device, trusted_code)
         if keep:
             _HANDED_OVER[key] = preparation
         if store_mode is not None:
@@ -134,9 +139,9 @@ def prepare_audit(
         raise ConfigError(source, [FieldError("dataset", _one_paragraph(exc))]) from None
 
 
-def _prepare(cfg: AuditConfig, source: str, device: str | None) -> Preparation:
+def _prepare(cfg: AuditConfig, source: str, device: str | None, trusted_code: bool) -> Preparation:
     """Load and check the model, explain one sample, fingerprint the dataset: the store's spec."""
-    explainer = BatchExplainer(cfg, load_model(cfg.model), device)
+    explainer = BatchExplainer(cfg, load_model(cfg.model, trusted_code=trusted_code), device)
     probe = explainer.probe()
     _check_dtype_holds(cfg.storage.dtype, probe)
     dataset = explainer.dataset
@@ -159,7 +164,7 @@ def _prepare(cfg: AuditConfig, source: str, device: str | None) -> Preparation:
         composite=repr(explainer.analyzer),
         class_names=tuple(dataset.class_names) if dataset.class_names else None,
     )
-    return Preparation(PreparedAudit(cfg, spec), explainer, source, probe=probe)
+    return Preparation(PreparedAudit(cfg, spec, trusted_code), explainer, source, probe=probe)
 
 
 def _check_dtype_holds(dtype: str, probe: ProbeResult) -> None:

@@ -42,7 +42,7 @@ class ShardWorker:
     def __init__(self, audit: PreparedAudit, lease: str | None = None, cpus: float = 1.0) -> None:
         torch.set_num_threads(max(1, int(cpus)))
         cfg = audit.config
-        explainer = BatchExplainer(cfg, load_model(cfg.model))
+        explainer = BatchExplainer(cfg, load_model(cfg.model, trusted_code=audit.trusted_code))
         spec = dataclasses.replace(audit.spec, weights_digest=explainer.weights_digest)
         store = AuditStore.create_or_open(cfg.output, spec, mode="resume", lease=lease)
         self.shards = ShardExplainer(explainer, store)

@@ -25,8 +25,9 @@ ATTRIBUTE = "sanity_checks"
 LRP_TOLERANCE = inspect.signature(LRP).parameters["conservation_tolerance"].default
 
 
-def run_efficient_mprt(cfg: AuditConfig, device: str = "cpu") -> dict[str, Any] | None:
-    """Run the check if the config asks for it; returns the record written to the store (or None)."""
+def run_efficient_mprt(cfg: AuditConfig, device: str = "cpu", trusted_code: bool = True) -> dict[str, Any] | None:
+    """Run the check if the config asks for it; returns the record written to the store (or None).
+    trusted_code: as in ``load_model`` (False: a flow's typed form, builders from the allowlist only)."""
     spec = cfg.metrics.efficient_mprt
     if spec is None:
         return None
@@ -41,7 +42,7 @@ def run_efficient_mprt(cfg: AuditConfig, device: str = "cpu") -> dict[str, Any] 
     stored = reader.dataset["target"].sel(sample=pick).values
     target = torch.as_tensor(stored if stored.ndim == 1 else stored[:, 0], dtype=torch.long, device=device)
 
-    loaded = load_model(cfg.model)
+    loaded = load_model(cfg.model, trusted_code=trusted_code)
     randomized = randomize_parameters(loaded.module, spec.seed)
     trained = canonize(strip_softmax(loaded.module)).to(device).eval()
     randomized = canonize(strip_softmax(randomized)).to(device).eval()

@@ -38,7 +38,9 @@ class BuilderModelSpec(StrictModel):
     kind: Literal["builder"]
     builder: Annotated[str, Field(pattern=BUILDER_PATTERN, examples=["lrp_tasks.models.digits:build_digits_cnn"])]
     """``module:function`` returning the torch.nn.Module; the module is imported from ``module_dir``
-    (default: the config file's directory) or from the installed packages."""
+    (default: the config file's directory) or from the installed packages. Never the standard library;
+    from this form (the flow's typed config) only ``lrp_tasks.models``, builders registered in the
+    ``lrp_audit.builders`` entry-point group and zoos enabled by ``LRP_AUDIT_BUILDER_ZOOS``."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of the builder (e.g. ``num_classes: 10``)."""
     weights: NonEmptyStr | None = None

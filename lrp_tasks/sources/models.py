@@ -26,6 +26,7 @@ from torch import nn
 from lrp_tasks.config.io import resolve_path
 from lrp_tasks.config.model_spec import DEFAULT_MODEL_SEED, BuilderModelSpec, ExportedModelSpec, ModelSpec
 
+from .builders import check_builder_name, check_builder_object
 from .errors import ModelLoadError
 
 
@@ -74,9 +75,14 @@ def _searching(directory: Path | None) -> Iterator[None]:
             sys.path.remove(entry)
 
 
-def import_builder(target: str, search_dir: str | Path | None = None) -> Any:
+def import_builder(target: str, search_dir: str | Path | None = None, *, trusted_code: bool = True) -> Any:
     """The callable named by ``package.module:attr.path``; the module is looked up in `search_dir`
-    first (the config file's directory), then in the installed packages."""
+    first (the config file's directory), then in the installed packages. ``trusted_code``: the config
+    comes from a file on this machine; False (a flow's typed form) allows only the allowlist of
+    ``lrp_tasks.sources.builders`` and never searches `search_dir`."""
+    check_builder_name(target, trusted_code)  # before anything is imported
+    if not trusted_code:
+        search_dir = None
     module_name, _, attr_path = target.partition(":")
     where = f"{search_dir} and the installed packages" if search_dir is not None else "the installed packages"
     try:
@@ -93,6 +99,7 @@ def import_builder(target: str, search_dir: str | Path | None = None) -> Any:
             obj = getattr(obj, attr)
         except AttributeError:
             raise ModelLoadError(f"builder {target!r}: {module_name} has no attribute {attr_path!r}") from None
+        check_builder_object(target, obj, trusted_code)
     if not callable(obj):
         raise ModelLoadError(f"builder {target!r} is not callable")
     return obj
@@ -186,9 +193,9 @@ def _set_eval(module: nn.Module) -> nn.Module:
     return module
 
 
-def _load_builder(spec: BuilderModelSpec, root: str | Path | None) -> LoadedModel:
-    search_dir = resolve_path(spec.module_dir or ".", root).absolute()
-    builder = import_builder(spec.builder, search_dir)
+def _load_builder(spec: BuilderModelSpec, root: str | Path | None, trusted_code: bool) -> LoadedModel:
+    search_dir = resolve_path(spec.module_dir or ".", root).absolute() if trusted_code else None
+    builder = import_builder(spec.builder, search_dir, trusted_code=trusted_code)
     seed = DEFAULT_MODEL_SEED if spec.seed is None else spec.seed
     try:
         # seeded, on a forked generator: every worker builds the same initial weights (a builder
@@ -220,11 +227,13 @@ def _load_exported(spec: ExportedModelSpec, root: str | Path | None) -> LoadedMo
     return LoadedModel(_set_eval(module), file_digest(path), f"torch.export program {spec.path}")
 
 
-def load_model(source: ModelSpec, root: str | Path | None = None) -> LoadedModel:
+def load_model(source: ModelSpec, root: str | Path | None = None, *, trusted_code: bool = True) -> LoadedModel:
     """Build/load the model `source` describes; relative paths (and a builder's module directory)
-    resolve against `root`: the config file's directory (default: the working directory)."""
+    resolve against `root`: the config file's directory (default: the working directory).
+    ``trusted_code=False`` for a config that did not come from a file on this machine (a flow's typed
+    form): its builder must be on the allowlist (``lrp_tasks.sources.builders``)."""
     if isinstance(source, BuilderModelSpec):
-        return _load_builder(source, root)
+        return _load_builder(source, root, trusted_code)
     if isinstance(source, ExportedModelSpec):
         return _load_exported(source, root)
     raise TypeError(f"not a model source: {source!r}")
