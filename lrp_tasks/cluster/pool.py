@@ -11,7 +11,13 @@ shard is retried on the next free actor; a shard that fails ``retries + 1`` time
 with its cause after every other shard has been committed. An actor whose constructor fails (a
 path not mounted on its node, an import error, out of memory loading the model) is recreated at
 most ``START_ATTEMPTS`` times, and one that stays down longer than ``START_TIMEOUT_S`` is given up;
-when no actor is left the run fails with the constructor's error (no shard is charged for it)."""
+when no actor is left the run fails with the constructor's error (no shard is charged for it).
+
+A shard that runs past its deadline (:func:`shard_deadline`) is late: its worker is killed and replaced
+(a stopped or hung process would otherwise hold the run forever), the shard is charged an attempt and
+retried on another worker, and a note names it. The killed actor's calls are dropped unread, so a late
+result is never reported; the process itself is gone before it can commit (Ray kills it at once, or
+by SIGKILL within seconds when it does not answer)."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import collections
 import logging
 import os
 import socket
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,6 +50,21 @@ START_ATTEMPTS = 3
 """Times an actor is created before its constructor's failure fails the run (transient failures retry)."""
 START_TIMEOUT_S = float(os.environ.get("LRP_AUDIT_WORKER_START_TIMEOUT", "600"))
 """Longest an actor may stay down (restarting, unschedulable) before it is given up."""
+DEADLINE_FACTOR = 10.0
+DEADLINE_FLOOR_S = 60.0
+"""Without ``ray.shard_deadline_s``: a shard is late after DEADLINE_FACTOR x the median time of the
+shards this run has explained, and never before DEADLINE_FLOOR_S."""
+
+
+def shard_deadline(configured: float | None, finished_s: list[float]) -> float | None:
+    """Seconds a shard may run before it is late: ``configured`` when set, else DEADLINE_FACTOR x the
+    median of ``finished_s`` (the times of the shards this run has explained), at least DEADLINE_FLOOR_S;
+    None (no deadline) while no shard has finished: there is nothing yet to tell slow from stalled."""
+    if configured is not None:
+        return configured
+    if not finished_s:
+        return None
+    return max(DEADLINE_FLOOR_S, DEADLINE_FACTOR * statistics.median(finished_s))
 
 
 class ShardsFailedError(RuntimeError):
@@ -229,7 +251,16 @@ def run_pool(
             return PoolActor.options(**options).remote(factory, args, plan.num_cpus)
 
         actors = [make_actor() for _ in range(plan.workers)]
-        return _drive(actors, shards, retries, on_done, make_actor=make_actor, on_note=note, final_errors=final_errors)
+        return _drive(
+            actors,
+            shards,
+            retries,
+            on_done,
+            make_actor=make_actor,
+            on_note=note,
+            final_errors=final_errors,
+            deadline_s=spec.shard_deadline_s,
+        )
 
 
 class _ActorPool:
@@ -238,7 +269,10 @@ class _ActorPool:
     Ray runs an actor's calls in submission order, so when an actor dies the first of its pending
     shards is the one that was running: only that shard is charged an attempt; the ones queued
     behind it are resubmitted free. A dead actor gets no new work until Ray has restarted it (a
-    call to a restarting actor fails at once), which a ``where()`` probe tells."""
+    call to a restarting actor fails at once), which a ``where()`` probe tells.
+
+    A shard's clock starts when it heads its actor's calls and the actor is known to be up (its
+    ``where()`` probe answered: the model load is not charged to the first shard)."""
 
     def __init__(
         self,
@@ -248,8 +282,16 @@ class _ActorPool:
         make_actor: Callable[[], Any] | None = None,
         on_note: Callable[[str], None] | None = None,
         final_errors: tuple[type[BaseException], ...] = (),
+        deadline_s: float | None = None,
     ) -> None:
         self.actors, self.retries, self.depth = actors, retries, depth
+        self.deadline_s = deadline_s
+        self.ready: set[int] = set()
+        """Actors whose ``where()`` probe answered: up, running their calls."""
+        self.head_since: dict[int, float] = {}
+        """When each ready actor's first pending shard began (monotonic), for the deadline."""
+        self.finished_s: list[float] = []
+        """Seconds of each shard explained so far, as the driver saw them (the deadline's median)."""
         self.final_errors = final_errors
         self.make_actor, self.note = make_actor, on_note or log.warning
         self.starts = [1] * len(actors)
@@ -283,9 +325,54 @@ class _ActorPool:
             ref = self.actors[pick].explain.remote(*shard)
             self.in_flight[ref] = (pick, shard)
             self.pending[pick].append(ref)
+            if len(self.pending[pick]) == 1 and pick in self.ready:
+                self.head_since[pick] = time.monotonic()
 
     def _probe(self, index: int) -> None:
+        self.ready.discard(index)
+        self.head_since.pop(index, None)
         self.probes[self.actors[index].where.remote()] = index
+
+    def probe_all(self) -> None:
+        """Ask every actor where it runs: its answer says it is up (the deadline clock may start)."""
+        for index in range(len(self.actors)):
+            self._probe(index)
+
+    def check_late(self) -> None:
+        """Kill and replace the worker of every shard past its deadline; the shard is retried."""
+        deadline = shard_deadline(self.deadline_s, self.finished_s)
+        if deadline is None:
+            return
+        now = time.monotonic()
+        for index, since in list(self.head_since.items()):
+            if now - since > deadline and self.pending[index]:
+                self.late(index, now - since, deadline)
+
+    def late(self, index: int, running_s: float, deadline: float) -> None:
+        """The shard heading `index` is late: charge it an attempt (it goes to another worker), hand the
+        actor's other calls back free, kill the actor (its results are never read) and start a new one."""
+        ref = self.pending[index].pop(0)
+        _, shard = self.in_flight.pop(ref)
+        self.note(
+            f"shard {shard[0]} is late: running {running_s:.0f} s on worker {index}, past the {deadline:.0f} s "
+            f"shard deadline (ray.shard_deadline_s); retrying it on another worker and replacing worker {index}"
+        )
+        for other in self.pending[index]:
+            self.queue.appendleft(self.in_flight.pop(other)[1])
+        self.pending[index] = []
+        self.head_since.pop(index, None)
+        self.probes = {r: i for r, i in self.probes.items() if i != index}
+        self.reprobe_at.pop(index, None)
+        ray.kill(self.actors[index], no_restart=True)
+        self.shard_failed(shard, f"late: ran past the {deadline:.0f} s shard deadline")
+        if self.make_actor is None:
+            self.give_up(index, "its shard ran past the deadline and it cannot be replaced")
+            return
+        self.actors[index] = self.make_actor()
+        self.starts[index] = 1
+        self.down.add(index)
+        self.down_since[index] = time.monotonic()
+        self._probe(index)
 
     def actor_died(self, index: int) -> None:
         """Everything still pending on the actor goes back to the front of the queue, free."""
@@ -346,6 +433,7 @@ class _ActorPool:
     def step(self) -> dict[str, Any] | None:
         """Wait for the next event; returns a committed shard's outcome, or None."""
         self.check_down_too_long()
+        self.check_late()
         now = time.monotonic()
         for index, when in list(self.reprobe_at.items()):
             if when <= now:
@@ -372,6 +460,9 @@ class _ActorPool:
             else:
                 self.down.discard(index)
                 self.down_since.pop(index, None)
+                self.ready.add(index)
+                if self.pending[index]:
+                    self.head_since[index] = time.monotonic()
             self.submit()
             return None
         index, shard = self.in_flight[ref]
@@ -399,13 +490,21 @@ class _ActorPool:
             self.shard_failed(shard, _cause(exc), final=final)
             self.submit()
             return None
+        began = self.head_since.get(index)
         self._finished(ref, index)
+        if began is not None and out.get("explained", True):  # a skipped (already committed) shard says nothing
+            self.finished_s.append(time.monotonic() - began)
         self.submit()
         return out
 
     def _finished(self, ref: Any, index: int) -> None:
         self.in_flight.pop(ref)
+        was_head = self.pending[index][0] == ref
         self.pending[index].remove(ref)
+        if was_head and self.pending[index] and index in self.ready:
+            self.head_since[index] = time.monotonic()  # calls run in order: the next one starts now
+        elif not self.pending[index]:
+            self.head_since.pop(index, None)
 
 
 def _drive(
@@ -417,9 +516,11 @@ def _drive(
     make_actor: Callable[[], Any] | None = None,
     on_note: Callable[[str], None] | None = None,
     final_errors: tuple[type[BaseException], ...] = (),
+    deadline_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run all shards on the pool; report each finished shard as it arrives."""
-    pool = _ActorPool(actors, retries, depth, make_actor, on_note, final_errors)
+    pool = _ActorPool(actors, retries, depth, make_actor, on_note, final_errors, deadline_s)
+    pool.probe_all()  # queued ahead of the shards: each actor's answer says its model is loaded
     pool.queue.extend(shards)
     pool.submit()
     results: list[dict[str, Any]] = []

@@ -135,6 +135,9 @@ class RaySpec(StrictModel):
     """CPUs reserved per worker (also its torch threads)."""
     gpus_per_worker: NonNegativeFloat = 0.0
     """GPUs per worker (0.5: two workers share one GPU); falls back to CPU with a warning on a cluster without GPUs."""
+    shard_deadline_s: PositiveFloat | None = None
+    """Longest one shard may run on a worker before it is retried on another and the worker replaced;
+    empty: 10 x the median time of the shards this run has finished, at least 60 s (none before the first)."""
 
 
 # -- the audit ------------------------------------------------------------------------------------
