@@ -25,8 +25,14 @@ WEIGHTS = ROOT / "models" / "digits_cnn.safetensors"
 
 
 def message_lines(stderr: str) -> list[str]:
-    """stderr without the progress lines a run prints while it works."""
-    return [line for line in stderr.splitlines() if line.strip() and " shards (" not in line]
+    """stderr without the progress and stage lines a run prints while it works (the first two say
+    what is being prepared and that the checks passed)."""
+    stages = ("lrp-audit: preparing ", "lrp-audit: checked in ")
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and " shards (" not in line and not line.startswith(stages)
+    ]
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, status: int, *needles: str) -> str:
