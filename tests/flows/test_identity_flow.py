@@ -89,9 +89,9 @@ from flows.cli import main
 
 loads = []
 original = prepare.load_model
-def counting(spec):
+def counting(spec, *args, **kwargs):
     loads.append(spec)
-    return original(spec)
+    return original(spec, *args, **kwargs)
 prepare.load_model = counting
 code = main(["run", sys.argv[1], "--no-progress"])
 print("LOADS", json.dumps({"code": code, "driver_model_loads": len(loads)}), file=sys.stderr)
