@@ -3,6 +3,7 @@ starts (Ray workers, the Prefect server inherit the environment)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ SOCKS = "import urllib3.contrib.socks"  # what warns when PySocks is absent (it 
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    """A fresh interpreter without the warning filters an earlier in-process CLI call may have exported."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
 
 
 def test_the_warning_exists_without_the_defaults():
