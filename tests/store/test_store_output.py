@@ -19,7 +19,7 @@ CONFIG = {"model": {"builder": "tiny"}, "dataset": {"kind": "array"}, "composite
 
 
 def _audit(root, audit_id: str = "audit-test") -> None:
-    store = AuditStore.create_or_open(root, make_spec(config=CONFIG, audit_id=audit_id))
+    store = AuditStore.create_or_open(root, make_spec(config=CONFIG, audit_id=audit_id, keep_input=True))
     write_all(store)
     store.close()
 
@@ -60,8 +60,10 @@ def full_disk(tmp_path):
         ["report", "{a}", "-o", "{disk}/out/report.html"],
         ["compare", "{a}", "{b}", "-o", "{disk}/cmp"],
         ["heatmaps", "{a}", "--top", "4", "-o", "{disk}/heat"],
+        ["spray", "{a}", "--no-ray", "--k", "2"],
+        ["export", "virelay", "{a}", "{disk}/viewer"],
     ],
-    ids=["report-in-store", "report-o", "compare-o", "heatmaps-o"],
+    ids=["report-in-store", "report-o", "compare-o", "heatmaps-o", "spray", "export-virelay"],
 )
 def test_a_full_disk_is_one_line_and_leaves_no_temporary(full_disk, argv, capsys) -> None:
     before = _files(full_disk)
@@ -69,6 +71,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary(full_disk, argv, capsys
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "Traceback" not in err, err
+    assert "unexpected" not in err and str(full_disk) in err, err  # the disk's error, naming the file
     assert _files(full_disk) == before  # no report.html.tmp, no .tmp beside the -o target, no half PNG
 
 
