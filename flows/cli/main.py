@@ -12,6 +12,7 @@ command line (--output) against the working directory.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return failures.fail(_describe(args, exc), exc)
 
 
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""Errors of the disk, not of the program: one line naming the file, no "unexpected"."""
+
+
 def _describe(args: argparse.Namespace, exc: Exception) -> str:
     """The failure's one line: the message of an expected error, the type and message of any other."""
     from lrp_tasks.cluster.pool import ClusterConnectionError, ClusterResourceError, ShardsFailedError, WorkerStartError
@@ -76,6 +81,9 @@ def _describe(args: argparse.Namespace, exc: Exception) -> str:
     expected = ShardsFailedError | ClusterConnectionError | ClusterResourceError | WorkerStartError | AuditStoreError
     if isinstance(exc, expected | FileNotFoundError) or report.is_user_error(args, exc):
         text = str(exc)
+    elif isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+        where = f" {exc.filename}" if exc.filename else ""
+        text = f"could not write{where}: {exc.strerror}; what was written before is kept"
     else:
         text = f"unexpected error: {type(exc).__name__}: {exc}"
     return text.strip() or type(exc).__name__

@@ -19,8 +19,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import uuid
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from lrp_tasks.config.analysis import SpraySpec
 from lrp_tasks.store.durable import atomic_write_bytes
 from lrp_tasks.store.layout import RELEVANCE_ZARR, local_path
 from lrp_tasks.store.relevance import read_group_attrs
+from lrp_tasks.store.removal import is_staged_name, remove_owned
 
 from .spray import SprayResult
 
@@ -60,6 +60,9 @@ def spray_dir(audit_path: str | os.PathLike[str]) -> Path:
     if local is None:
         raise SprayStoreError(f"SpRAy results are written next to local audits only, not to {audit_path}")
     return Path(local).joinpath(*SPRAY_DIR)
+
+
+_CLASS_FILE = re.compile(r"^class-\d{6}\.(parquet|npz)$")
 
 
 def class_file(cls: int, ext: str) -> str:
@@ -167,13 +170,32 @@ def prepare_root(
     return root, digest, kept
 
 
-def wipe(root: Path) -> None:
-    """Remove old results: renamed away first, so no reader sees half of them."""
-    if not root.exists():
-        return
-    trash = root.with_name(f".{root.name}.{uuid.uuid4().hex}.tmp")
-    os.replace(root, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+def wipe(root: Path) -> list[str]:
+    """Remove old results, only the files SpRAy writes (its manifest, class files, their temporaries),
+    never through a symlink (:func:`~lrp_tasks.store.removal.remove_owned`). Each class's samples part
+    goes first, so a reader sees a class whole or not at all. A user's file stays, with its folder;
+    the kept paths (relative to the audit) are returned."""
+    if not root.is_dir():
+        return []
+    audit = root.parents[len(SPRAY_DIR) - 1]
+    base = "/".join(SPRAY_DIR)
+    files: list[str] = []
+    for sub in (SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS):
+        directory = root / sub
+        names = sorted(os.listdir(directory)) if directory.is_dir() and not directory.is_symlink() else []
+        files += [f"{base}/{sub}/{n}" for n in names if _is_spray_file(n)]
+    files += [f"{base}/{n}" for n in sorted(os.listdir(root)) if n == MANIFEST or _is_temporary(n, MANIFEST)]
+    dirs = [f"{base}/{sub}" for sub in (SAMPLES, CLUSTERS, EIGENVALUES, ARRAYS)]
+    return remove_owned(str(audit), files, dirs).kept
+
+
+def _is_temporary(name: str, final: str) -> bool:
+    return is_staged_name(name) and name.startswith(f".{final}.")
+
+
+def _is_spray_file(name: str) -> bool:
+    """``class-NNNNNN.parquet`` / ``.npz`` or a temporary of one (what :func:`write_class` writes)."""
+    return bool(_CLASS_FILE.match(name[1:].rsplit(".", 2)[0] if is_staged_name(name) else name))
 
 
 def class_digest(root: Path, cls: int) -> str | None:

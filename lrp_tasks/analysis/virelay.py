@@ -34,6 +34,7 @@ import numpy as np
 import zarr
 
 from lrp_tasks.store import open_audit
+from lrp_tasks.store.output import output_file
 from lrp_tasks.store.reader import AuditReader
 
 from .results import SprayStoreError, read_spray
@@ -53,15 +54,12 @@ class VirelayExportError(RuntimeError):
 
 
 def _hidden_then_rename(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
+    """Write via a hidden temporary, fsync, rename (:func:`~lrp_tasks.store.output.output_file`: a
+    failure, a full disk included, removes the temporary and names the file in one line)."""
+    with output_file(str(path)) as tmp:
+        write(Path(tmp))
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _attribution_layout(block: np.ndarray) -> np.ndarray:

@@ -123,8 +123,15 @@ def write_hidden(path: str, data: Any, tmp_dir: str | None = None) -> str:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         f = open(tmp, "wb")
-    with f:
-        f.write(data)
+    try:
+        with f:
+            f.write(data)
+    except BaseException as exc:  # a full disk: no torn temporary left behind, and the error names the file
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
     return tmp
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -31,9 +32,18 @@ def output_file(target: str) -> Iterator[str]:
             os.unlink(tmp)
         if isinstance(exc, OSError):
             raise OutputWriteError(
-                f"could not write {target}: {exc.strerror or exc}; nothing was replaced and no temporary is left"
+                f"could not write {target}: {_reason(exc)}; nothing was replaced and no temporary is left"
             ) from exc
         raise
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for the error, on one line (HDF5's messages span several lines and carry the
+    errno inside their text)."""
+    found = re.search(r"errno = (\d+)", str(exc))
+    if found:
+        return os.strerror(int(found.group(1)))
+    return " ".join(str(exc.strerror or exc).split()) or type(exc).__name__
 
 
 def write_text(target: str, text: str) -> None:

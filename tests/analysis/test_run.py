@@ -124,6 +124,27 @@ def test_a_changed_config_is_refused_or_recomputed_for_the_requested_classes_onl
     assert spray.classes == [0, 1, 2] and spray.config["n_neighbors"] == 5
 
 
+def test_replacing_every_class_deletes_only_what_spray_wrote(audit, tmp_path):
+    """``recompute`` of every class under a new config wipes the old results through the store's
+    one deletion function: a user's files stay, and a symlink is neither followed nor removed."""
+    path = fresh_copy(audit, tmp_path)
+    run_spray(str(path), SpraySpec(classes=[0], **FAST))
+    root = spray_dir(path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    (root / "NOTES.txt").write_text("mine")
+    (root / "samples" / "mine.parquet").write_text("mine")
+    (root / "arrays" / "link").symlink_to(outside, target_is_directory=True)
+    (root / "clusters" / "class-000000.parquet").unlink()
+    (root / "clusters" / "class-000000.parquet").symlink_to(outside / "precious.txt")
+    run_spray(str(path), SpraySpec(n_neighbors=5, **FAST), on_change="recompute")
+    assert read_spray(path).classes == [0, 1, 2] and read_spray(path).config["n_neighbors"] == 5
+    assert (root / "NOTES.txt").read_text() == "mine"
+    assert (root / "samples" / "mine.parquet").read_text() == "mine"
+    assert (root / "arrays" / "link").is_symlink() and (outside / "precious.txt").read_text() == "keep me"
+
+
 def test_new_committed_shards_make_older_results_stale(tmp_path):
     path = tmp_path / "audit"
     write_audit(path, shards=[0, 1, 2])

@@ -4,6 +4,7 @@ traceback, with the documented exit status; a builder without weights runs on se
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from lrp_tasks.sources.models import state_dict_digest
 from lrp_tasks.store import open_audit
+from tests.disk_helpers import files_under, fill, tmpfs
 
 from .audit_helpers import ROOT, result_json, run_cli, write_config
 
@@ -80,6 +82,23 @@ def test_error_raised_inside_the_flow_is_one_line(random_baseline: Path, tmp_pat
     other.write_text(yaml.safe_dump({**cfg, "output": str(random_baseline)}))
     proc = run_cli("run", str(other))
     assert_one_line(proc, 1, "config digest mismatch", "details: ")
+
+
+def test_the_runs_report_on_a_full_disk_is_one_line(random_baseline: Path, tmp_path: Path) -> None:
+    """A finished audit on a full disk: the run has nothing to explain, its report cannot be
+    written; one line naming the file, exit 1, the committed audit as it was and no temporary."""
+    with tmpfs(tmp_path / "disk", "8m") as mnt:
+        shutil.copytree(random_baseline, mnt / "audit")
+        (mnt / "audit" / "report.html").unlink()
+        config = without_weights(tmp_path)
+        cfg = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**cfg, "output": str(mnt / "audit")}))
+        fill(mnt)
+        before = files_under(mnt)
+        proc = run_cli("run", str(config), "--no-progress")
+        assert_one_line(proc, 1, f"could not write {mnt / 'audit' / 'report.html'}", "No space left on device")
+        assert files_under(mnt) == before
+        assert sorted(open_audit(str(mnt / "audit")).summaries["sample_index"]) == list(range(360))
 
 
 def test_unreachable_ray_client_address_is_one_line(tmp_path: Path) -> None:

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
 
 import pytest
 
 from flows.cli.main import main
 from lrp_tasks.store import AuditStore
+from tests.disk_helpers import files_under, fill, tmpfs
 
 from .store_helpers import make_spec, write_all
 
@@ -19,38 +17,19 @@ CONFIG = {"model": {"builder": "tiny"}, "dataset": {"kind": "array"}, "composite
 
 
 def _audit(root, audit_id: str = "audit-test") -> None:
-    store = AuditStore.create_or_open(root, make_spec(config=CONFIG, audit_id=audit_id))
+    store = AuditStore.create_or_open(root, make_spec(config=CONFIG, audit_id=audit_id, keep_input=True))
     write_all(store)
     store.close()
-
-
-def _files(root) -> set[str]:
-    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
 
 
 @pytest.fixture
 def full_disk(tmp_path):
     """A 2 MiB tmpfs holding two small audits, then filled to the last byte."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk") as mnt:
         _audit(mnt / "a", "audit-a")
         _audit(mnt / "b", "audit-b")
-        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            with pytest.raises(OSError, match="No space left"):
-                while True:
-                    os.write(fd, bytes(4096))
-        finally:
-            os.close(fd)
+        fill(mnt)
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 @pytest.mark.parametrize(
@@ -60,16 +39,19 @@ def full_disk(tmp_path):
         ["report", "{a}", "-o", "{disk}/out/report.html"],
         ["compare", "{a}", "{b}", "-o", "{disk}/cmp"],
         ["heatmaps", "{a}", "--top", "4", "-o", "{disk}/heat"],
+        ["spray", "{a}", "--no-ray", "--k", "2"],
+        ["export", "virelay", "{a}", "{disk}/viewer"],
     ],
-    ids=["report-in-store", "report-o", "compare-o", "heatmaps-o"],
+    ids=["report-in-store", "report-o", "compare-o", "heatmaps-o", "spray", "export-virelay"],
 )
 def test_a_full_disk_is_one_line_and_leaves_no_temporary(full_disk, argv, capsys) -> None:
-    before = _files(full_disk)
+    before = files_under(full_disk)
     args = [a.format(a=full_disk / "a", b=full_disk / "b", disk=full_disk) for a in argv]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "Traceback" not in err, err
-    assert _files(full_disk) == before  # no report.html.tmp, no .tmp beside the -o target, no half PNG
+    assert "unexpected" not in err and str(full_disk) in err, err  # the disk's error, naming the file
+    assert files_under(full_disk) == before  # no report.html.tmp, no .tmp beside the -o target, no half PNG
 
 
 def test_summary_of_a_damaged_store_says_run_verify(tmp_path, capsys) -> None:
