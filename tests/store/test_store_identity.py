@@ -124,13 +124,19 @@ def _array_audit(tmp_path: Path, data: Path, **overrides: Any) -> ShardExplainer
     return open_shard_explainer(parse_config(cfg), device="cpu")
 
 
-def test_a_replaced_dataset_file_is_refused_on_resume(tmp_path) -> None:
-    rng = np.random.default_rng(0)
+def _audit_with_one_shard(tmp_path, seed: int):
+    """An array dataset of 32 random samples and an audit of it with shard 0 committed."""
+    rng = np.random.default_rng(seed)
     data = tmp_path / "samples.npy"
     np.save(data, rng.random((32, 1, 8, 8), dtype=np.float32))
     first = _array_audit(tmp_path, data)
     assert first.explain_shard(0, 0, 16).explained
     first.store.close()
+    return rng, data, first
+
+
+def test_a_replaced_dataset_file_is_refused_on_resume(tmp_path) -> None:
+    rng, data, first = _audit_with_one_shard(tmp_path, 0)
     assert first.spec.dataset["files"]["samples.npy"]
 
     again = _array_audit(tmp_path, data, ray={"workers": 3})  # same file, other resources: resumes
@@ -152,12 +158,7 @@ def test_a_dataset_rewritten_in_place_with_the_same_size_and_mtime_is_refused(tm
     # stay; only the content (and the ctime, which no user call can set back) tells them apart.
     import os
 
-    rng = np.random.default_rng(1)
-    data = tmp_path / "samples.npy"
-    np.save(data, rng.random((32, 1, 8, 8), dtype=np.float32))
-    first = _array_audit(tmp_path, data)
-    assert first.explain_shard(0, 0, 16).explained
-    first.store.close()
+    _, data, _ = _audit_with_one_shard(tmp_path, 1)
     _array_audit(tmp_path, data).store.close()  # the resumed run wrote the digest cache
     assert (tmp_path / "audit" / "cache" / "file-digests.json").exists()
 
