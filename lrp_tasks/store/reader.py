@@ -18,7 +18,7 @@ import zarr
 from .errors import DamagedStoreError, NotAnAuditError
 from .layout import AuditLayout, local_path
 from .manifest import read_records
-from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, LAYERWISE, METRICS, RELEVANCE
+from .relevance import CONCEPT_CHANNELS, CONCEPT_RELEVANCE, CONCEPTS, INPUT, LAYERWISE, METRICS, RELEVANCE
 from .summaries_io import committed_part_ids, read_parts
 
 if TYPE_CHECKING:  # xarray is imported on first use: writers never need it
@@ -130,6 +130,13 @@ class AuditReader:
         if names is not None and "class" in ds.dims and ds.sizes["class"] == len(names):
             ds = ds.assign_coords({"class": np.asarray(names, dtype=object)})
         return ds
+
+    def kept_inputs(self, start: int, stop: int) -> np.ndarray:
+        """The inputs the audit kept for samples ``start..stop-1`` (as stored; committed shards only
+        hold meaningful rows). Raises ``KeyError`` when the audit did not keep its inputs."""
+        if not self.layout_info.get("keep_input"):
+            raise KeyError(f"{self.path} was audited without its inputs (storage.keep_input: false)")
+        return np.asarray(self._group[INPUT][start:stop])
 
     def sample_coords(self) -> dict[str, tuple[str, np.ndarray]]:
         """Coordinates on the ``sample`` dim from the summaries (first explanation of each sample):
