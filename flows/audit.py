@@ -132,7 +132,10 @@ def explain_on_ray(
     began = time.perf_counter()
     outcomes = run_shards(audit, pending, on_done=on_done, on_note=logger.warning, lease=lease)
     seconds = time.perf_counter() - began
-    explained = sum(o["samples"] for o in outcomes)
+    # counted from the store: a late shard committed by a worker that was then replaced is returned by
+    # no worker (its retry finds it committed), yet its samples were explained in this run
+    committed = open_audit(audit.config.output).committed_shards
+    explained = sum(stop - start for sid, start, stop in pending if sid in committed)
     return {
         "seconds": seconds,
         "samples_explained": explained,
