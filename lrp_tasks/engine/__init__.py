@@ -37,10 +37,12 @@ from .functional import (
     Cat,
     Function,
     FunctionStep,
+    MatMul,
     MaxPooling,
     Reshape,
     Route,
     Scale,
+    Softmax,
 )
 from .plan import Plan, Step
 from .presets import (
@@ -91,6 +93,7 @@ __all__ = [
     "LastLayerTypeMap",
     "LayerContext",
     "LayerMap",
+    "MatMul",
     "MaxPooling",
     "ModelCheckError",
     "NameMap",
@@ -102,6 +105,7 @@ __all__ = [
     "Route",
     "RuleLayerMismatchError",
     "Scale",
+    "Softmax",
     "SoftmaxOutputError",
     "Step",
     "TopK",

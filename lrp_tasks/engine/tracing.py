@@ -11,11 +11,26 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
+from .attention import MASK_FUNCTIONS, lower_sdpa, lowering_of
 from .checks import LRP_CONFIG, LRPConfig
 from .export import is_exported, lower_export
-from .functional import Activation, Function, FunctionStep, Ignored, Ref, Scale, Unknown, family_of
+from .functional import (
+    Activation,
+    Function,
+    FunctionStep,
+    Ignored,
+    MatMul,
+    Ref,
+    Reshape,
+    Route,
+    Scale,
+    Softmax,
+    Unknown,
+    family_of,
+)
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -24,16 +39,36 @@ class GraphTraceError(TypeError):
 
 
 class _Tracer(fx.Tracer):
-    """Keeps torch.nn layers and layers registered on LRP_CONFIG as leaves."""
+    """Keeps torch.nn layers and layers registered on LRP_CONFIG as leaves; records attention
+    modules and ``F.scaled_dot_product_attention`` as their lowered steps (``attention.py``)."""
 
     def __init__(self, config: LRPConfig) -> None:
         super().__init__()
         self.config = config
+        #: layers the lowering adds (the q/k/v parts of in-projections), by target name
+        self.extra_modules: dict[str, nn.Module] = {}
+
+    def _registered(self, m: nn.Module) -> bool:
+        return any(isinstance(t, type) and isinstance(m, t) for t in self.config._layers)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if any(isinstance(t, type) and isinstance(m, t) for t in self.config._layers):
+        if self._registered(m):
             return True
+        if lowering_of(m) is not None:
+            return False
         return super().is_leaf_module(m, module_qualified_name) and not isinstance(m, nn.Sequential)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        lowering = None if self._registered(m) else lowering_of(m)
+        if lowering is None:
+            return super().call_module(m, forward, args, kwargs)
+        path = self.path_of_module(m)
+        return super().call_module(m, lambda *a, **k: lowering(self, m, path, *a, **k), args, kwargs)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
+        if kind == "call_function" and target is F.scaled_dot_product_attention:
+            return lower_sdpa(self, tuple(args), dict(kwargs))
+        return super().create_proxy(kind, target, args, kwargs, *rest, **options)
 
 
 def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
@@ -53,7 +88,26 @@ def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
             "a layer with LRP_CONFIG.supports_layer(MyBlock) so it is kept whole (it then gets a rule like "
             "any layer), or rewrite the model as nn.Sequential."
         ) from exc
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    if not tracer.extra_modules:
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    return fx.GraphModule(_root_with(tracer.root, graph, tracer.extra_modules), graph, type(model).__name__)
+
+
+def _root_with(model: nn.Module, graph: fx.Graph, extra: dict[str, nn.Module]) -> dict[str, Any]:
+    """Every module and attribute the graph reads, from `model` or from the lowering's layers
+    (a GraphModule built from this dict shares them: nothing is copied)."""
+    root: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            target = str(node.target)
+            if target in extra:
+                root[target] = extra[target]
+                continue
+            obj: Any = model
+            for part in target.split("."):
+                obj = getattr(obj, part)
+            root[target] = obj
+    return root
 
 
 def named_leaf_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -138,7 +192,27 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
         steps.append(step)
     if output is None:  # pragma: no cover - fx graphs always have an output node
         raise GraphTraceError("the traced graph has no output")
+    _mark_softmax_operands(steps)
     return Plan(steps, output, "graph")
+
+
+#: families a value passes through unchanged in kind (attention probabilities stay probabilities)
+_TRANSPARENT = (Reshape, Route, Activation, Scale)
+
+
+def _mark_softmax_operands(steps: list[Step]) -> None:
+    """Tell each MatMul which of its operands are computed from a softmax (through reshapes,
+    dropout, scaling): the constants of CP-LRP."""
+    for step in steps:
+        if not isinstance(step.module, MatMul):
+            continue
+        marked = set()
+        for position, j in enumerate(step.inputs):
+            while isinstance(steps[j].module, _TRANSPARENT) and steps[j].inputs:
+                j = steps[j].inputs[steps[j].module.data_input]
+            if isinstance(steps[j].module, Softmax):
+                marked.add(position)
+        step.module.softmax_inputs = frozenset(marked)
 
 
 #: methods and attributes whose value is a size, a dtype or a device, never a tensor
@@ -172,7 +246,9 @@ def _function_step(
 ) -> FunctionStep:
     family = family_of(node.op, node.target)
     if family is None and node.op == "call_function":
-        if config.is_activation(node.target):
+        if node.target in MASK_FUNCTIONS:
+            family = Ignored
+        elif config.is_activation(node.target):
             family = Activation
         elif config.is_layer(node.target):
             family = Function
