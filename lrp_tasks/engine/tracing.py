@@ -125,7 +125,9 @@ def build_plan(model: nn.Module, *, flatten: bool = True, config: LRPConfig = LR
     its children) and for a single known layer; the torch.fx graph otherwise."""
     if isinstance(model, nn.Sequential):
         layers = named_leaf_layers(model) if flatten else list(model.named_children())
-        return sequential_plan(layers)
+        if not any(lowering_of(layer) is not None and not config.is_layer(layer) for _, layer in layers):
+            return sequential_plan(layers)
+        return graph_plan(trace(model, config), config)  # attention inside: lowered onto steps
     if isinstance(model, torch.jit.ScriptModule):
         raise GraphTraceError(
             "TorchScript models cannot be explained: their graph is compiled code the engine cannot lower onto "
@@ -185,6 +187,14 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
         elif _is_size(node, sizes):
             sizes.add(node)
             step = Step(node.name, FUNCTION, _template(Ignored, node), inputs, scope=_scope(node))
+        elif _splits(node):  # its pieces are steps of their own (below); the tuple carries nothing
+            step = Step(node.name, FUNCTION, _template(Ignored, node), inputs, scope=_scope(node))
+        elif node.target is operator.getitem and isinstance(node.args[0], fx.Node) and _splits(node.args[0]):
+            whole = node.args[0]
+            piece = _template(Route, whole)
+            piece = Route("call_function", tuple_item, (whole.op, whole.target, piece.args, piece.kwargs, node.args[1]),
+                          {})
+            step = Step(node.name, FUNCTION, piece, [index[a] for a in whole.all_input_nodes], scope=_scope(node))
         else:
             fn = _function_step(node, inputs, config, sizes, gm)
             step = Step(node.name, FUNCTION, fn, inputs, scope=_scope(node))
@@ -213,6 +223,24 @@ def _mark_softmax_operands(steps: list[Step]) -> None:
             if isinstance(steps[j].module, Softmax):
                 marked.add(position)
         step.module.softmax_inputs = frozenset(marked)
+
+
+#: functions and methods that return a tuple of tensors (``qkv.unbind(0)``, ``x.chunk(3, -1)``)
+SPLITTING = frozenset({torch.unbind, torch.split, torch.chunk, torch.tensor_split, "unbind", "split", "chunk",
+                       "tensor_split"})
+
+
+def _splits(node: fx.Node) -> bool:
+    return node.op in ("call_function", "call_method") and node.target in SPLITTING
+
+
+def tuple_item(op: str, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], i: int) -> Any:
+    """Item i of a splitting function's result: one step per piece, so relevance routes to the
+    part of the input the piece came from (the gradient)."""
+    if op == "call_method":
+        first, *rest = args
+        return getattr(first, target)(*rest, **kwargs)[i]
+    return target(*args, **kwargs)[i]
 
 
 #: methods and attributes whose value is a size, a dtype or a device, never a tensor
