@@ -46,7 +46,9 @@ from .functional import (
 )
 from .plan import Plan, Step
 from .presets import (
+    CPLRP,
     PRESETS,
+    AttnLRP,
     EpsilonAlpha2Beta1,
     EpsilonAlpha2Beta1Flat,
     EpsilonGammaBox,
@@ -58,6 +60,7 @@ from .selection import TopK
 from .tracing import GraphTraceError, build_plan, trace
 
 __all__ = [
+    "CPLRP",
     "CRP",
     "LRP",
     "LRP_CONFIG",
@@ -65,6 +68,7 @@ __all__ = [
     "RULES",
     "Activation",
     "Add",
+    "AttnLRP",
     "AvgPooling",
     "Cat",
     "Composite",
