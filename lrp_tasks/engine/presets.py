@@ -45,6 +45,8 @@ from .rules import (
     GradientRule,
     LayerNormRule,
     LRPRule,
+    LxtGammaRule,
+    LxtIdentityRule,
     PassRule,
     SoftmaxRule,
     StopRule,
@@ -170,7 +172,9 @@ def _transformer_composite(
     ``convention="lxt"`` reproduces LXT 2.1 number for number: LXT computes relevance as
     gradient×input of a patched model, so every stabilizer is 0 (plain LRP-0 on Linear, additions
     and products); zennit's Gamma (stabilizer 1e-6) reaches only layers whose forward runs
-    (``MultiheadAttention`` reads its in- and out-projection weights directly, so they keep LRP-0)."""
+    (``MultiheadAttention`` reads its in- and out-projection weights directly, so they keep LRP-0);
+    LXT's ε of 1e-10 in its identity rule and zennit bridge is reproduced by LxtIdentityRule and
+    LxtGammaRule."""
     if convention not in ("rpj", "lxt"):
         raise ValueError(f"convention must be 'rpj' or 'lxt', got {convention!r}")
     lxt = convention == "lxt"
@@ -179,13 +183,16 @@ def _transformer_composite(
     gamma_stab = ZENNIT_STABILIZER if lxt else stab
 
     def dense(gamma: float | None) -> LRPRule:
-        return GeneralizedGammaRule(gamma, stabilizer=gamma_stab) if gamma else EpsilonRule(eps)
+        if not gamma:
+            return EpsilonRule(eps)
+        return LxtGammaRule(gamma, stabilizer=gamma_stab) if lxt else GeneralizedGammaRule(gamma, stabilizer=gamma_stab)
 
     entries: dict[type | tuple[type, ...], LRPRule] = {
         CONVOLUTIONS: dense(conv_gamma),
         nn.Linear: dense(linear_gamma),
         LAYERNORM_TYPES: LayerNormRule(stabilizer=stab),
-        DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES + NOT_RELU_LIKE_TYPES: PassRule(),
+        DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES: PassRule(),
+        NOT_RELU_LIKE_TYPES: LxtIdentityRule() if lxt else PassRule(),
         (Reshape, Activation): PassRule(),
         Add: ZeroRule(stabilizer=stab),
         MatMul: UniformRule(stab, softmax_constant=cp),

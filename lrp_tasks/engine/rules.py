@@ -641,6 +641,30 @@ class StopRule(LRPRule):
         return False
 
 
+
+# LXT 2.1 computes relevance as gradient×input of a patched model; these two rules reproduce the
+# two places where that differs from the rules above by a stabilizer (``convention="lxt"``).
+LXT_EPSILON = 1e-10
+
+
+class LxtIdentityRule(PassRule):
+    """LXT's identity rule for GELU/SiLU as LXT computes it: ``R_in = R · x / (x + 1e-10)``
+    (the gradient y/(x + ε) with ε added unsigned, times x) — PassRule up to that ε."""
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        x = ctx.input.detach()
+        return super().relevance(ctx, relevance) * (x / (x + LXT_EPSILON))
+
+
+class LxtGammaRule(GeneralizedGammaRule):
+    """zennit's Gamma through LXT's zennit bridge: the generalized γ, whose input relevance LXT
+    divides by stab(a, 1e-10) and the next gradient×input multiplies by a again."""
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        a = ctx.input.detach()
+        return super().relevance(ctx, relevance) * (a / stabilize(a, LXT_EPSILON))
+
+
 RULES: dict[str, type[LRPRule]] = {
     "Zero": ZeroRule,
     "Epsilon": EpsilonRule,
@@ -657,6 +681,8 @@ RULES: dict[str, type[LRPRule]] = {
     "Uniform": UniformRule,
     "Softmax": SoftmaxRule,
     "Stop": StopRule,
+    "LxtIdentity": LxtIdentityRule,
+    "LxtGamma": LxtGammaRule,
 }
 """Rule names as configs write them → classes: the one table of rules. The config schema derives
 each rule's spec from its class's constructor, and ``lrp_tasks.engine`` exports every class."""
