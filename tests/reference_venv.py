@@ -6,10 +6,13 @@ the project's own ``.venv`` (their pins never touch the project's):
 * ``quantus``: ``.venv-quantus``, Quantus 0.6 with the project's torch pin
   (tests/metrics/test_quantus_equality.py);
 * ``corelay``: ``.venv-corelay``, CoRelAy 1.0 (tests/analysis/test_corelay_crosscheck.py);
-* ``virelay``: ``.venv-virelay``, ViRelAy 0.6.1 (tests/analysis/test_virelay.py).
+* ``virelay``: ``.venv-virelay``, ViRelAy 0.6.1 (tests/analysis/test_virelay.py);
+* ``lxt``: ``.venv-lxt``, LXT 2.1 with torchvision, transformers 4.52.4 and zennit
+  (tests/engine/test_lxt_crosscheck.py).
 
 ``bash scripts/setup.sh --with-references`` (the README's test command; ``--with-zennit`` is an
-alias) creates all four; ``--with-quantus``, ``--with-corelay``, ``--with-virelay`` one each.
+alias) creates all five; ``--with-quantus``, ``--with-corelay``, ``--with-virelay``, ``--with-lxt``
+one each.
 
 Where one is missing, a test that needs it skips with that hint, but FAILS when ``CI`` is true
 (:func:`tests.system_tools.in_ci`), where ``.ci/run`` creates them all and a skip would hide a gap.
@@ -62,6 +65,7 @@ VENVS = {
         ReferenceVenv("quantus", "Quantus 0.6", "bash scripts/setup.sh --with-quantus"),
         ReferenceVenv("corelay", "CoRelAy 1.0", "bash scripts/setup.sh --with-corelay"),
         ReferenceVenv("virelay", "ViRelAy", "bash scripts/setup.sh --with-virelay"),
+        ReferenceVenv("lxt", "LXT 2.1 and torchvision", "bash scripts/setup.sh --with-lxt"),
     )
 }
 
@@ -78,7 +82,7 @@ def require_venv(name: str) -> Path:
         return venv.python
     message = f"reference environment .venv-{name} ({venv.what}) missing: run `{venv.setup}`"
     if venv.setup != SETUP_ALL:
-        message += f" (`{SETUP_ALL}` creates all four)"
+        message += f" (`{SETUP_ALL}` creates all five)"
     if in_ci():
         pytest.fail(
             f"{message} (CI=true: a missing reference environment fails the test; .ci/run creates it)", pytrace=False

@@ -15,8 +15,8 @@ from tests.reference_venv import ReferenceVenv, needs_venv, require_venv, run_in
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_four_environments_live_beside_the_project():
-    assert sorted(reference_venv.VENVS) == ["corelay", "quantus", "virelay", "zennit"]
+def test_the_five_environments_live_beside_the_project():
+    assert sorted(reference_venv.VENVS) == ["corelay", "lxt", "quantus", "virelay", "zennit"]
     for name in reference_venv.VENVS:
         assert venv_python(name) == ROOT / f".venv-{name}" / "bin" / "python"
     assert needs_venv("corelay").mark.name == "requires_venv" and needs_venv("corelay").args == ("corelay",)
@@ -40,7 +40,7 @@ def test_a_missing_environment_skips_naming_how_to_create_it(elsewhere, monkeypa
     with pytest.raises(
         pytest.skip.Exception,
         match=r"\.venv-corelay \(CoRelAy 1\.0\) missing: run `bash scripts/"
-        r"setup\.sh --with-corelay` \(`bash scripts/setup\.sh --with-references` creates all four\)",
+        r"setup\.sh --with-corelay` \(`bash scripts/setup\.sh --with-references` creates all five\)",
     ):
         require_venv("corelay")
     with pytest.raises(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCES = [".venv-corelay", ".venv-quantus", ".venv-virelay", ".venv-zennit"]
+REFERENCES = [".venv-corelay", ".venv-lxt", ".venv-quantus", ".venv-virelay", ".venv-zennit"]
 
 STUB = """#!/usr/bin/env bash
 # `-m venv DIR`: DIR/bin/python is this stub; `-m pip ...`: logged with the environment's name
@@ -62,6 +62,7 @@ def setup_copy(tmp_path):
         (("--with-quantus",), [".venv-quantus"]),
         (("--with-corelay",), [".venv-corelay"]),
         (("--with-virelay",), [".venv-virelay"]),
+        (("--with-lxt",), [".venv-lxt"]),
         (("--with-virelay", "--with-quantus"), [".venv-quantus", ".venv-virelay"]),
         (("--with-corelay", "--with-references"), REFERENCES),
     ],
@@ -74,6 +75,9 @@ def test_setup_options_choose_the_reference_environments(setup_copy, args, refer
     assert {line.split()[0] for line in pip} == {".venv", *references}
     if ".venv-zennit" in references:
         assert any(line.startswith(".venv-zennit") and "zennit==1.0.0" in line for line in pip)
+    if ".venv-lxt" in references:
+        assert any(line.startswith(".venv-lxt") and "lxt==2.1.*" in line and "transformers==4.52.4" in line
+                   for line in pip)
 
 
 def test_an_unknown_option_is_refused_before_anything_is_installed(setup_copy):

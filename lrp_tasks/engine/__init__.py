@@ -37,14 +37,18 @@ from .functional import (
     Cat,
     Function,
     FunctionStep,
+    MatMul,
     MaxPooling,
     Reshape,
     Route,
     Scale,
+    Softmax,
 )
 from .plan import Plan, Step
 from .presets import (
+    CPLRP,
     PRESETS,
+    AttnLRP,
     EpsilonAlpha2Beta1,
     EpsilonAlpha2Beta1Flat,
     EpsilonGammaBox,
@@ -56,6 +60,7 @@ from .selection import TopK
 from .tracing import GraphTraceError, build_plan, trace
 
 __all__ = [
+    "CPLRP",
     "CRP",
     "LRP",
     "LRP_CONFIG",
@@ -63,6 +68,7 @@ __all__ = [
     "RULES",
     "Activation",
     "Add",
+    "AttnLRP",
     "AvgPooling",
     "Cat",
     "Composite",
@@ -91,6 +97,7 @@ __all__ = [
     "LastLayerTypeMap",
     "LayerContext",
     "LayerMap",
+    "MatMul",
     "MaxPooling",
     "ModelCheckError",
     "NameMap",
@@ -102,6 +109,7 @@ __all__ = [
     "Route",
     "RuleLayerMismatchError",
     "Scale",
+    "Softmax",
     "SoftmaxOutputError",
     "Step",
     "TopK",

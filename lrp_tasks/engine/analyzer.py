@@ -228,6 +228,7 @@ class LRP:
         `gaps` the relevance each step did not hand on, per sample (Σ R_out − Σ R_in: what its
         biases, constants and stabilizer absorbed), so the total conservation gap is their sum."""
         pending = dict(pending)
+        batch = next(iter(pending.values())).shape[0]
         for i in range(max(pending), until, -1):
             relevance = pending.pop(i, None)
             if relevance is None:
@@ -237,7 +238,7 @@ class LRP:
                 kept[step.name] = relevance
             shares = self._distribute(i, step, record, relevance)
             if gaps is not None:
-                gaps[i] = _per_sample(relevance) - sum((_per_sample(share) for _, share in shares), start=0.0)
+                gaps[i] = _gap(relevance, [share for _, share in shares], batch)
             for j, share in shares:
                 pending[j] = share if j not in pending else pending[j] + share
         return pending
@@ -453,6 +454,14 @@ class ConservationBreakdown:
             f"Bias terms account for {share:.0%} of the gap; the rest is lost at {names} (stabilizers, a gradient "
             "step that passes less relevance, or a rule that drops it): check the rules assigned there."
         )
+
+
+def _gap(relevance: Tensor, shares: list[Tensor], batch: int) -> Tensor:
+    """Σ R_out − Σ R_in per sample. A step that moves the batch axis (the permute before timm's
+    ``qkv.unbind(0)``) only routes relevance: its values are not per sample, and its gap is 0."""
+    if any(t.dim() == 0 or t.shape[0] != batch for t in [relevance, *shares]):
+        return relevance.new_zeros(batch)
+    return _per_sample(relevance) - sum((_per_sample(share) for share in shares), start=0.0)
 
 
 def _per_sample(t: Tensor) -> Tensor:

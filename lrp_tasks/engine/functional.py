@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import GradientRule, LRPRule, PassRule, ZeroRule
+from .rules import GradientRule, LRPRule, PassRule, SoftmaxRule, StopRule, UniformRule, ZeroRule, stabilize
 
 
 @dataclass(frozen=True)
@@ -328,6 +328,101 @@ METHOD_FAMILIES: dict[str, type[FunctionStep]] = {
     "nelement": Ignored,
     "ndimension": Ignored,
 }
+
+# -- transformers (issue 21): products of activations and softmax inside a model -----------------
+
+
+class MatMul(FunctionStep):
+    """A matrix product (``@``, ``torch.matmul``, ``bmm``, ``einsum``): AttnLRP's uniform ε-rule by
+    default (:class:`~.rules.UniformRule`: each operand that carries relevance gets an equal
+    share). `softmax_inputs` are the positions of operands computed from a softmax (set when the
+    plan is built), the constants of CP-LRP."""
+
+    pass_compatible = False
+    bilinear = True
+
+    def __init__(self, op: str, target: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__(op, target, args, kwargs)
+        self.softmax_inputs: frozenset[int] = frozenset()
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return UniformRule(stabilizer)
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        if not isinstance(rule, UniformRule):
+            return super().relevance(rule, record, relevance)
+        carriers = [i for i, leaf in enumerate(record.leaves) if leaf is not None]
+        if rule.softmax_constant:
+            carriers = [i for i in carriers if i not in self.softmax_inputs]
+        shares: list[Tensor | None] = [None] * len(record.inputs)
+        if not carriers:
+            return shares
+        s = relevance / stabilize(record.output, rule.stabilizer)
+        grads = record.vjp(s)
+        for i in carriers:
+            g = grads[i]
+            shares[i] = None if g is None else g * record.inputs[i] / len(carriers)
+        return shares
+
+
+class Softmax(FunctionStep):
+    """A softmax inside a model (attention probabilities): AttnLRP's rule by default
+    (:class:`~.rules.SoftmaxRule`); CP-LRP stops relevance here (:class:`~.rules.StopRule`).
+    A softmax at the model's output is refused by the model check (explain logits)."""
+
+    pass_compatible = False
+    softmax = True
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return SoftmaxRule()
+
+    @property
+    def dim(self) -> int:
+        if "dim" in self.kwargs:
+            return int(self.kwargs["dim"])
+        if len(self.args) > 1 and isinstance(self.args[1], int):
+            return self.args[1]
+        raise ValueError(f"{self.function_name} without an explicit dim cannot be explained (give dim=...)")
+
+    def needs_graph(self, rule: LRPRule) -> bool:
+        return not isinstance(rule, (SoftmaxRule, StopRule, PassRule))
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        shares: list[Tensor | None] = [None] * len(record.inputs)
+        if isinstance(rule, StopRule):
+            return shares
+        if not isinstance(rule, SoftmaxRule):
+            return super().relevance(rule, record, relevance)
+        x = record.inputs[self.data_input]
+        s = record.output.to(relevance.dtype)
+        x = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype, device=x.device)).to(relevance.dtype)
+        shares[self.data_input] = x * (relevance - s * relevance.sum(dim=self.dim, keepdim=True))
+        return shares
+
+
+TRANSFORMER_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
+    operator.matmul: MatMul,
+    torch.matmul: MatMul,
+    torch.bmm: MatMul,
+    torch.einsum: MatMul,
+    F.softmax: Softmax,
+    torch.softmax: Softmax,
+}
+TRANSFORMER_METHODS: dict[str, type[FunctionStep]] = {
+    "matmul": MatMul,
+    "bmm": MatMul,
+    "__matmul__": MatMul,
+    "softmax": Softmax,
+    "expand": Route,
+    "expand_as": Route,
+    "to": Reshape,
+    "type_as": Reshape,
+    "float": Reshape,
+}
+FUNCTION_FAMILIES.update(TRANSFORMER_FAMILIES)
+METHOD_FAMILIES.update(TRANSFORMER_METHODS)
+FAMILIES = (*FAMILIES, MatMul, Softmax)
+
 
 # In-place forms are run out of place so recorded activations are never overwritten.
 OUT_OF_PLACE: dict[Any, Any] = {

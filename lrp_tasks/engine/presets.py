@@ -24,8 +24,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from .attention import InProjection
 from .composites import Composite, FirstLayerTypeMap, FirstMatchTypeMap, GlobalTypeMap
-from .functional import Activation, Add, Reshape
+from .functional import Activation, Add, MatMul, Reshape, Softmax
 from .layers import (
     ACTIVATION_TYPES,
     AVGPOOL_TYPES,
@@ -33,6 +34,7 @@ from .layers import (
     CONVOLUTIONS,
     DROPOUT_TYPES,
     LAYERNORM_TYPES,
+    NOT_RELU_LIKE_TYPES,
     RESHAPE_TYPES,
 )
 from .rules import (
@@ -43,7 +45,12 @@ from .rules import (
     GradientRule,
     LayerNormRule,
     LRPRule,
+    LxtGammaRule,
+    LxtIdentityRule,
     PassRule,
+    SoftmaxRule,
+    StopRule,
+    UniformRule,
     ZBoxRule,
     ZeroRule,
     ZPlusRule,
@@ -149,6 +156,86 @@ def EpsilonAlpha2Beta1Flat(
         "EpsilonAlpha2Beta1Flat", rule, FlatRule(stabilizer=stab), epsilon, convention, True
     )
 
+
+# -- transformers (AttnLRP, Achtibat et al. ICML 2024; CP-LRP, Ali et al. 2022) ----------------------
+TransformerConvention = Literal["rpj", "lxt"]
+
+
+def _transformer_composite(
+    name: str, cp: bool, epsilon: float, linear_gamma: float | None, conv_gamma: float | None,
+    convention: TransformerConvention,
+) -> Composite:
+    """AttnLRP's rules: identity for element-wise activations, the uniform ε-rule on products of
+    activations, the softmax rule (CP-LRP: no relevance through the softmax, v gets all of
+    attn·v), LayerNormRule, ε (or generalized γ) on Linear and convolutions.
+
+    ``convention="lxt"`` reproduces LXT 2.1 number for number: LXT computes relevance as
+    gradient×input of a patched model, so every stabilizer is 0 (plain LRP-0 on Linear, additions
+    and products); zennit's Gamma (stabilizer 1e-6) reaches only layers whose forward runs
+    (``MultiheadAttention`` reads its in- and out-projection weights directly, so they keep LRP-0);
+    LXT's ε of 1e-10 in its identity rule and zennit bridge is reproduced by LxtIdentityRule and
+    LxtGammaRule."""
+    if convention not in ("rpj", "lxt"):
+        raise ValueError(f"convention must be 'rpj' or 'lxt', got {convention!r}")
+    lxt = convention == "lxt"
+    stab = 0.0 if lxt else 1e-9
+    eps = 0.0 if lxt else epsilon
+    gamma_stab = ZENNIT_STABILIZER if lxt else stab
+
+    def dense(gamma: float | None) -> LRPRule:
+        if not gamma:
+            return EpsilonRule(eps)
+        return LxtGammaRule(gamma, stabilizer=gamma_stab) if lxt else GeneralizedGammaRule(gamma, stabilizer=gamma_stab)
+
+    entries: dict[type | tuple[type, ...], LRPRule] = {
+        CONVOLUTIONS: dense(conv_gamma),
+        nn.Linear: dense(linear_gamma),
+        LAYERNORM_TYPES: LayerNormRule(stabilizer=stab),
+        DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES: PassRule(),
+        NOT_RELU_LIKE_TYPES: LxtIdentityRule() if lxt else PassRule(),
+        (Reshape, Activation): PassRule(),
+        Add: ZeroRule(stabilizer=stab),
+        MatMul: UniformRule(stab, softmax_constant=cp),
+        Softmax: StopRule() if cp else SoftmaxRule(),
+    }
+    primitives = [GlobalTypeMap(entries)]
+    if lxt and linear_gamma:
+        projections = (InProjection, nn.modules.linear.NonDynamicallyQuantizableLinear)
+        primitives.append(GlobalTypeMap({projections: EpsilonRule(0.0)}))
+    arguments = [f"epsilon={epsilon}"] if not lxt else []
+    arguments += [f"linear_gamma={linear_gamma}"] if linear_gamma else []
+    arguments += [f"conv_gamma={conv_gamma}"] if conv_gamma else []
+    arguments += ["convention='lxt'"] if lxt else []
+    return Composite(*primitives, name=f"{name}({', '.join(arguments)})", stabilizer=stab)
+
+
+def AttnLRP(
+    epsilon: float = 1e-6,
+    linear_gamma: float | None = None,
+    conv_gamma: float | None = None,
+    *,
+    convention: TransformerConvention = "rpj",
+) -> Composite:
+    """AttnLRP (LXT's choices): identity for GELU/SiLU/..., uniform split of q·kᵀ and attn·v, the
+    softmax rule, LayerNormRule, ε on Linear and convolutions; `linear_gamma` / `conv_gamma` put
+    the generalized γ (zennit's Gamma) there instead, as LXT's ViT recipe does."""
+    return _transformer_composite("AttnLRP", False, epsilon, linear_gamma, conv_gamma, convention)
+
+
+def CPLRP(
+    epsilon: float = 1e-6,
+    linear_gamma: float | None = None,
+    conv_gamma: float | None = None,
+    *,
+    convention: TransformerConvention = "rpj",
+) -> Composite:
+    """CP-LRP (conservative propagation, Ali et al. 2022): as AttnLRP, but the attention
+    probabilities are constants: no relevance reaches q and k, attn·v gives all of it to v."""
+    return _transformer_composite("CPLRP", True, epsilon, linear_gamma, conv_gamma, convention)
+
+
+TRANSFORMER_PRESETS = {"AttnLRP": AttnLRP, "CPLRP": CPLRP}
+"""Presets for transformers (the CNN presets of :data:`PRESETS` work on transformers too)."""
 
 PRESETS = {
     "EpsilonGammaBox": EpsilonGammaBox,

@@ -594,6 +594,77 @@ class LayerNormRule(LRPRule):
         return a * (s - s.mean(dim=dims, keepdim=True))
 
 
+# -- transformers (AttnLRP, Achtibat et al. ICML 2024): rules of function families -----------------
+# These rules describe how relevance crosses a MatMul or a Softmax step; the family
+# (``functional.py``: MatMul, Softmax) computes it, as for every functional operation.
+
+
+class UniformRule(LRPRule):
+    """AttnLRP's uniform ε-rule for a product of activations (``q @ kᵀ``, ``attn @ v``):
+    ``R_i = x_i ⊙ J_iᵀ (R / stab(y, ε)) / n`` for each of the n operands that carry relevance,
+    so each operand gets half of a bilinear product's relevance. An operand that is a parameter or
+    a constant gets none and does not count (``x @ W`` is a linear step). With
+    ``softmax_constant=True`` (CP-LRP) an operand computed from a softmax (the attention
+    probabilities) is a constant too: ``attn @ v`` gives all its relevance to v."""
+
+    shown_defaults = ("epsilon",)
+
+    def __init__(self, epsilon: float = 1e-9, softmax_constant: bool = False) -> None:
+        self.stabilizer = _stabilizer(epsilon)
+        self.softmax_constant = bool(softmax_constant)
+
+    @property
+    def epsilon(self) -> float:
+        return self.stabilizer
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return bool(getattr(layer, "bilinear", False))
+
+
+class SoftmaxRule(LRPRule):
+    """AttnLRP's rule for a softmax inside a model, s = softmax(x): ``R_x = x ⊙ (R − s·ΣR)``
+    (a Taylor decomposition at x with bias; the gradient×input form). Masked positions
+    (x = −inf, s = 0) get none."""
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return bool(getattr(layer, "softmax", False))
+
+
+class StopRule(LRPRule):
+    """No relevance passes into the step's inputs: CP-LRP on a softmax (q and k are constants,
+    relevance flows through v only)."""
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return not isinstance(layer, WEIGHTED_TYPES)
+
+    def needs_graph(self, layer: nn.Module) -> bool:
+        return False
+
+
+
+# LXT 2.1 computes relevance as gradient×input of a patched model; these two rules reproduce the
+# two places where that differs from the rules above by a stabilizer (``convention="lxt"``).
+LXT_EPSILON = 1e-10
+
+
+class LxtIdentityRule(PassRule):
+    """LXT's identity rule for GELU/SiLU as LXT computes it: ``R_in = R · x / (x + 1e-10)``
+    (the gradient y/(x + ε) with ε added unsigned, times x) — PassRule up to that ε."""
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        x = ctx.input.detach()
+        return super().relevance(ctx, relevance) * (x / (x + LXT_EPSILON))
+
+
+class LxtGammaRule(GeneralizedGammaRule):
+    """zennit's Gamma through LXT's zennit bridge: the generalized γ, whose input relevance LXT
+    divides by stab(a, 1e-10) and the next gradient×input multiplies by a again."""
+
+    def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
+        a = ctx.input.detach()
+        return super().relevance(ctx, relevance) * (a / stabilize(a, LXT_EPSILON))
+
+
 RULES: dict[str, type[LRPRule]] = {
     "Zero": ZeroRule,
     "Epsilon": EpsilonRule,
@@ -607,6 +678,11 @@ RULES: dict[str, type[LRPRule]] = {
     "Pass": PassRule,
     "LayerNorm": LayerNormRule,
     "Gradient": GradientRule,
+    "Uniform": UniformRule,
+    "Softmax": SoftmaxRule,
+    "Stop": StopRule,
+    "LxtIdentity": LxtIdentityRule,
+    "LxtGamma": LxtGammaRule,
 }
 """Rule names as configs write them → classes: the one table of rules. The config schema derives
 each rule's spec from its class's constructor, and ``lrp_tasks.engine`` exports every class."""

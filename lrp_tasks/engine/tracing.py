@@ -11,11 +11,26 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
+from .attention import MASK_FUNCTIONS, lower_sdpa, lowering_of
 from .checks import LRP_CONFIG, LRPConfig
 from .export import is_exported, lower_export
-from .functional import Activation, Function, FunctionStep, Ignored, Ref, Scale, Unknown, family_of
+from .functional import (
+    Activation,
+    Function,
+    FunctionStep,
+    Ignored,
+    MatMul,
+    Ref,
+    Reshape,
+    Route,
+    Scale,
+    Softmax,
+    Unknown,
+    family_of,
+)
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -24,16 +39,36 @@ class GraphTraceError(TypeError):
 
 
 class _Tracer(fx.Tracer):
-    """Keeps torch.nn layers and layers registered on LRP_CONFIG as leaves."""
+    """Keeps torch.nn layers and layers registered on LRP_CONFIG as leaves; records attention
+    modules and ``F.scaled_dot_product_attention`` as their lowered steps (``attention.py``)."""
 
     def __init__(self, config: LRPConfig) -> None:
         super().__init__()
         self.config = config
+        #: layers the lowering adds (the q/k/v parts of in-projections), by target name
+        self.extra_modules: dict[str, nn.Module] = {}
+
+    def _registered(self, m: nn.Module) -> bool:
+        return any(isinstance(t, type) and isinstance(m, t) for t in self.config._layers)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if any(isinstance(t, type) and isinstance(m, t) for t in self.config._layers):
+        if self._registered(m):
             return True
+        if lowering_of(m) is not None:
+            return False
         return super().is_leaf_module(m, module_qualified_name) and not isinstance(m, nn.Sequential)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        lowering = None if self._registered(m) else lowering_of(m)
+        if lowering is None:
+            return super().call_module(m, forward, args, kwargs)
+        path = self.path_of_module(m)
+        return super().call_module(m, lambda *a, **k: lowering(self, m, path, *a, **k), args, kwargs)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
+        if kind == "call_function" and target is F.scaled_dot_product_attention:
+            return lower_sdpa(self, tuple(args), dict(kwargs))
+        return super().create_proxy(kind, target, args, kwargs, *rest, **options)
 
 
 def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
@@ -53,7 +88,26 @@ def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
             "a layer with LRP_CONFIG.supports_layer(MyBlock) so it is kept whole (it then gets a rule like "
             "any layer), or rewrite the model as nn.Sequential."
         ) from exc
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    if not tracer.extra_modules:
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    return fx.GraphModule(_root_with(tracer.root, graph, tracer.extra_modules), graph, type(model).__name__)
+
+
+def _root_with(model: nn.Module, graph: fx.Graph, extra: dict[str, nn.Module]) -> dict[str, Any]:
+    """Every module and attribute the graph reads, from `model` or from the lowering's layers
+    (a GraphModule built from this dict shares them: nothing is copied)."""
+    root: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            target = str(node.target)
+            if target in extra:
+                root[target] = extra[target]
+                continue
+            obj: Any = model
+            for part in target.split("."):
+                obj = getattr(obj, part)
+            root[target] = obj
+    return root
 
 
 def named_leaf_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -71,7 +125,9 @@ def build_plan(model: nn.Module, *, flatten: bool = True, config: LRPConfig = LR
     its children) and for a single known layer; the torch.fx graph otherwise."""
     if isinstance(model, nn.Sequential):
         layers = named_leaf_layers(model) if flatten else list(model.named_children())
-        return sequential_plan(layers)
+        if not any(lowering_of(layer) is not None and not config.is_layer(layer) for _, layer in layers):
+            return sequential_plan(layers)
+        return graph_plan(trace(model, config), config)  # attention inside: lowered onto steps
     if isinstance(model, torch.jit.ScriptModule):
         raise GraphTraceError(
             "TorchScript models cannot be explained: their graph is compiled code the engine cannot lower onto "
@@ -131,6 +187,14 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
         elif _is_size(node, sizes):
             sizes.add(node)
             step = Step(node.name, FUNCTION, _template(Ignored, node), inputs, scope=_scope(node))
+        elif _splits(node):  # its pieces are steps of their own (below); the tuple carries nothing
+            step = Step(node.name, FUNCTION, _template(Ignored, node), inputs, scope=_scope(node))
+        elif node.target is operator.getitem and isinstance(node.args[0], fx.Node) and _splits(node.args[0]):
+            whole = node.args[0]
+            piece = _template(Route, whole)
+            piece = Route("call_function", tuple_item, (whole.op, whole.target, piece.args, piece.kwargs, node.args[1]),
+                          {})
+            step = Step(node.name, FUNCTION, piece, [index[a] for a in whole.all_input_nodes], scope=_scope(node))
         else:
             fn = _function_step(node, inputs, config, sizes, gm)
             step = Step(node.name, FUNCTION, fn, inputs, scope=_scope(node))
@@ -138,7 +202,45 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
         steps.append(step)
     if output is None:  # pragma: no cover - fx graphs always have an output node
         raise GraphTraceError("the traced graph has no output")
+    _mark_softmax_operands(steps)
     return Plan(steps, output, "graph")
+
+
+#: families a value passes through unchanged in kind (attention probabilities stay probabilities)
+_TRANSPARENT = (Reshape, Route, Activation, Scale)
+
+
+def _mark_softmax_operands(steps: list[Step]) -> None:
+    """Tell each MatMul which of its operands are computed from a softmax (through reshapes,
+    dropout, scaling): the constants of CP-LRP."""
+    for step in steps:
+        if not isinstance(step.module, MatMul):
+            continue
+        marked = set()
+        for position, j in enumerate(step.inputs):
+            while isinstance(steps[j].module, _TRANSPARENT) and steps[j].inputs:
+                j = steps[j].inputs[steps[j].module.data_input]
+            if isinstance(steps[j].module, Softmax):
+                marked.add(position)
+        step.module.softmax_inputs = frozenset(marked)
+
+
+#: functions and methods that return a tuple of tensors (``qkv.unbind(0)``, ``x.chunk(3, -1)``)
+SPLITTING = frozenset({torch.unbind, torch.split, torch.chunk, torch.tensor_split, "unbind", "split", "chunk",
+                       "tensor_split"})
+
+
+def _splits(node: fx.Node) -> bool:
+    return node.op in ("call_function", "call_method") and node.target in SPLITTING
+
+
+def tuple_item(op: str, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], i: int) -> Any:
+    """Item i of a splitting function's result: one step per piece, so relevance routes to the
+    part of the input the piece came from (the gradient)."""
+    if op == "call_method":
+        first, *rest = args
+        return getattr(first, target)(*rest, **kwargs)[i]
+    return target(*args, **kwargs)[i]
 
 
 #: methods and attributes whose value is a size, a dtype or a device, never a tensor
@@ -172,7 +274,9 @@ def _function_step(
 ) -> FunctionStep:
     family = family_of(node.op, node.target)
     if family is None and node.op == "call_function":
-        if config.is_activation(node.target):
+        if node.target in MASK_FUNCTIONS:
+            family = Ignored
+        elif config.is_activation(node.target):
             family = Activation
         elif config.is_layer(node.target):
             family = Function
