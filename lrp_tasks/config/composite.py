@@ -94,6 +94,32 @@ class EpsilonAlpha2Beta1FlatSpec(_Preset):
     convention: Convention = "rpj"
 
 
+TransformerConvention = Literal["rpj", "lxt"]
+"""``rpj``: this project's conventions; ``lxt``: reproduce LXT 2.1 number for number."""
+
+
+class AttnLRPSpec(_Preset):
+    """AttnLRP (transformers): identity for GELU/SiLU, uniform split of q·kᵀ and attn·v, the softmax
+    rule, LayerNormRule, ε on Linear and convolutions (or γ where ``linear_gamma``/``conv_gamma``)."""
+
+    preset: Literal["AttnLRP"]
+    epsilon: NonNegativeFloat = 1e-6
+    linear_gamma: NonNegativeFloat | None = None
+    conv_gamma: NonNegativeFloat | None = None
+    convention: TransformerConvention = "rpj"
+
+
+class CPLRPSpec(_Preset):
+    """CP-LRP (transformers): as AttnLRP, but attention probabilities are constants (no relevance
+    reaches q and k)."""
+
+    preset: Literal["CPLRP"]
+    epsilon: NonNegativeFloat = 1e-6
+    linear_gamma: NonNegativeFloat | None = None
+    conv_gamma: NonNegativeFloat | None = None
+    convention: TransformerConvention = "rpj"
+
+
 PRESET_SPECS: dict[str, type[_Preset]] = {
     spec.model_fields["preset"].annotation.__args__[0]: spec  # type: ignore[union-attr]
     for spec in (
@@ -102,11 +128,19 @@ PRESET_SPECS: dict[str, type[_Preset]] = {
         EpsilonAlpha2Beta1Spec,
         EpsilonPlusFlatSpec,
         EpsilonAlpha2Beta1FlatSpec,
+        AttnLRPSpec,
+        CPLRPSpec,
     )
 }
 
 PresetSpec = Annotated[
-    EpsilonGammaBoxSpec | EpsilonPlusSpec | EpsilonAlpha2Beta1Spec | EpsilonPlusFlatSpec | EpsilonAlpha2Beta1FlatSpec,
+    EpsilonGammaBoxSpec
+    | EpsilonPlusSpec
+    | EpsilonAlpha2Beta1Spec
+    | EpsilonPlusFlatSpec
+    | EpsilonAlpha2Beta1FlatSpec
+    | AttnLRPSpec
+    | CPLRPSpec,
     Field(discriminator="preset"),
 ]
 
