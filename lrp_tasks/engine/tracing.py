@@ -54,7 +54,7 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self._registered(m):
             return True
-        if lowering_of(m) is not None:
+        if lowering_of(m) is not None or type(m) is nn.Softmax:  # nn.Softmax: traced as F.softmax (a step)
             return False
         return super().is_leaf_module(m, module_qualified_name) and not isinstance(m, nn.Sequential)
 

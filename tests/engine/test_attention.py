@@ -176,3 +176,36 @@ def test_the_users_model_and_torch_classes_are_left_as_they_were():
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert [n for n, _ in model.named_modules()] == ["", "att", "att.out_proj", "head"]
     assert all(p.grad is None for p in model.parameters())
+
+
+class ModuleSoftmaxAttention(TimmLikeAttention):
+    """The attention written out with an nn.Softmax module (as many ViT re-implementations do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.softmax = nn.Softmax(dim=-1)
+        self.oddity = torch.erf
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = self.softmax((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5) @ v
+        y = self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.head(self.oddity(x + y).mean(1))
+
+
+def test_an_nn_softmax_module_is_a_softmax_step_and_the_check_table_names_every_step():
+    from lrp_tasks.engine import ModelCheckError
+
+    torch.manual_seed(6)
+    model = ModuleSoftmaxAttention().to(DT).eval()
+    with pytest.raises(ModelCheckError) as failure:
+        LRP(model)
+    rows = {name: status for name, _, status in failure.value.report}
+    assert rows["softmax"] == rows["matmul"] == rows["matmul_1"] == rows["qkv"] == "supported"
+    assert rows["erf"] == "unknown function"
+    model.oddity = nn.Identity()
+    reference = TimmLikeAttention().to(DT).eval()  # the same attention through sdpa
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    torch.testing.assert_close(LRP(model)(x, 1).val, LRP(reference)(x, 1).val)
