@@ -135,3 +135,14 @@ def test_position_embedding_and_class_token_absorb_relevance_unless_passed():
     torch.testing.assert_close(passed(x).val.sum((1, 2)), expected)
     with pytest.raises(RuleLayerMismatchError, match="add_1"):  # t[:, 0] + t.mean(1): two activations
         LRP(model, Composite(NameMap({"add_1": PassRule()})))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_batch_gives_each_samples_relevance_alone(dtype):
+    _, tm = _pair()
+    tm = tm.to(dtype)
+    x = _x(3).to(dtype)
+    analyzer = LRP(tm, AttnLRP(), config=CONFIG, conservation_tolerance=None)
+    batch = analyzer(x, [1, 2, 3]).val
+    alone = torch.cat([analyzer(x[i:i + 1], i + 1).val for i in range(3)])
+    assert _rel_err(batch, alone) < (1e-5 if dtype == torch.float32 else 1e-12)
