@@ -209,3 +209,25 @@ def test_an_nn_softmax_module_is_a_softmax_step_and_the_check_table_names_every_
     reference.load_state_dict(model.state_dict())
     x = _x()
     torch.testing.assert_close(LRP(model)(x, 1).val, LRP(reference)(x, 1).val)
+
+
+class OptionalArguments(TimmLikeAttention):
+    """timm's forward(x, attn_mask=None, is_causal=False): optional arguments are fixed at their defaults."""
+
+    def forward(self, x, attn_mask=None, is_causal=False):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        y = self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.head((x + y).mean(1))
+
+
+def test_optional_forward_arguments_are_fixed_at_their_defaults():
+    torch.manual_seed(8)
+    model = OptionalArguments().to(DT).eval()
+    reference = TimmLikeAttention().to(DT).eval()
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    analyzer = LRP(model)
+    assert [s.name for s in analyzer.plan.steps if s.kind == "input"] == ["input"]
+    torch.testing.assert_close(analyzer(x, 2).val, LRP(reference)(x, 2).val)
