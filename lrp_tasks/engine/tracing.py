@@ -32,6 +32,7 @@ from .functional import (
     Unknown,
     family_of,
 )
+from .layers import DROPOUT_TYPES, RESHAPE_TYPES
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -256,8 +257,12 @@ def _mark_softmax_operands(steps: list[Step]) -> None:
             continue
         marked = set()
         for position, j in enumerate(step.inputs):
-            while isinstance(steps[j].module, _TRANSPARENT) and steps[j].inputs:
-                j = steps[j].inputs[steps[j].module.data_input]
+            while steps[j].inputs and (
+                isinstance(steps[j].module, _TRANSPARENT)
+                or (steps[j].kind == LAYER and isinstance(steps[j].module, DROPOUT_TYPES + RESHAPE_TYPES))
+            ):  # attn_drop(softmax(...)) is still the attention probabilities
+                module = steps[j].module
+                j = steps[j].inputs[module.data_input if isinstance(module, FunctionStep) else 0]
             if isinstance(steps[j].module, Softmax):
                 marked.add(position)
         step.module.softmax_inputs = frozenset(marked)

@@ -231,3 +231,29 @@ def test_optional_forward_arguments_are_fixed_at_their_defaults():
     analyzer = LRP(model)
     assert [s.name for s in analyzer.plan.steps if s.kind == "input"] == ["input"]
     torch.testing.assert_close(analyzer(x, 2).val, LRP(reference)(x, 2).val)
+
+
+class DropoutAfterSoftmax(TimmLikeAttention):
+    """timm's non-fused path: softmax, then the attn_drop module, then ·v."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn_drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5).softmax(dim=-1))
+        y = self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.head((x + y).mean(1))
+
+
+def test_cp_lrp_finds_the_attention_probabilities_behind_dropout():
+    from lrp_tasks.engine import CPLRP
+
+    torch.manual_seed(9)
+    model = DropoutAfterSoftmax().to(DT).eval()
+    reference = TimmLikeAttention().to(DT).eval()
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    torch.testing.assert_close(LRP(model, CPLRP())(x, 0).val, LRP(reference, CPLRP())(x, 0).val)
