@@ -278,3 +278,11 @@ def test_a_rule_out_of_the_table_is_unknown_to_configs(engine: ModuleType) -> No
 
     assert "Power" not in engine.RULES and "Power" not in RULE_SPECS
     assert "unknown rule 'Power'" in messages(yaml.safe_load(POWER_YAML)["composite"])
+
+
+def test_configs_name_the_transformer_presets():
+    from lrp_tasks.engine import CPLRP, AttnLRP
+
+    composite = build_composite({"preset": "CPLRP", "linear_gamma": 0.05, "convention": "lxt"})
+    assert composite.name == CPLRP(linear_gamma=0.05, convention="lxt").name
+    assert build_composite("AttnLRP").name == AttnLRP().name

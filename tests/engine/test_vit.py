@@ -146,3 +146,4 @@ def test_a_batch_gives_each_samples_relevance_alone(dtype):
     batch = analyzer(x, [1, 2, 3]).val
     alone = torch.cat([analyzer(x[i:i + 1], i + 1).val for i in range(3)])
     assert _rel_err(batch, alone) < (1e-5 if dtype == torch.float32 else 1e-12)
+
