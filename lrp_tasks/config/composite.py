@@ -94,6 +94,30 @@ class EpsilonAlpha2Beta1FlatSpec(_Preset):
     convention: Convention = "rpj"
 
 
+TransformerConvention = Literal["rpj", "lxt"]
+
+
+class AttnLRPSpec(_Preset):
+    """AttnLRP for transformers: identity for GELU/SiLU, uniform split of q·kᵀ and attn·v, the
+    softmax rule, LayerNormRule, ε on Linear and convolutions (γ where given)."""
+
+    preset: Literal["AttnLRP"]
+    epsilon: NonNegativeFloat = 1e-6
+    linear_gamma: NonNegativeFloat | None = None
+    """generalized γ (zennit's Gamma) on Linear layers instead of ε, as LXT's ViT recipe (none: ε)"""
+    conv_gamma: NonNegativeFloat | None = None
+    """generalized γ (zennit's Gamma) on convolutions instead of ε (none: ε)"""
+    convention: TransformerConvention = "rpj"
+    """rpj: this engine's stabilizers; lxt: reproduce LXT 2.1's numbers"""
+
+
+class CPLRPSpec(AttnLRPSpec):
+    """CP-LRP for transformers: as AttnLRP, but no relevance through the softmax (q and k are
+    constants; attn·v gives all of it to v)."""
+
+    preset: Literal["CPLRP"]  # type: ignore[assignment]
+
+
 PRESET_SPECS: dict[str, type[_Preset]] = {
     spec.model_fields["preset"].annotation.__args__[0]: spec  # type: ignore[union-attr]
     for spec in (
@@ -102,11 +126,19 @@ PRESET_SPECS: dict[str, type[_Preset]] = {
         EpsilonAlpha2Beta1Spec,
         EpsilonPlusFlatSpec,
         EpsilonAlpha2Beta1FlatSpec,
+        AttnLRPSpec,
+        CPLRPSpec,
     )
 }
 
 PresetSpec = Annotated[
-    EpsilonGammaBoxSpec | EpsilonPlusSpec | EpsilonAlpha2Beta1Spec | EpsilonPlusFlatSpec | EpsilonAlpha2Beta1FlatSpec,
+    EpsilonGammaBoxSpec
+    | EpsilonPlusSpec
+    | EpsilonAlpha2Beta1Spec
+    | EpsilonPlusFlatSpec
+    | EpsilonAlpha2Beta1FlatSpec
+    | AttnLRPSpec
+    | CPLRPSpec,
     Field(discriminator="preset"),
 ]
 
