@@ -26,13 +26,8 @@ COMMON_FIELD_DOCS = {
     "beta": "β: weight of the negative contributions (LRP-αβ); α − β must be 1",
     "low": "smallest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
     "high": "largest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
-    "convention": (
-        "rpj: RelevancePropagation.jl's conventions; zennit: reproduce zennit 1.0's numbers "
-        "(transformer presets: lxt reproduces LXT 2.1's)"
-    ),
-    "softmax_constant": "treat the attention probabilities as constants: all relevance of attn·v goes to v (CP-LRP)",
-    "linear_gamma": "γ of the generalized γ-rule (zennit's Gamma) on Linear layers instead of ε (none: ε)",
-    "conv_gamma": "γ of the generalized γ-rule (zennit's Gamma) on convolutions instead of ε (none: ε)",
+    "convention": "rpj: RelevancePropagation.jl's conventions; zennit: reproduce zennit 1.0's numbers",
+    "softmax_constant": "CP-LRP: operands computed from a softmax (attention probabilities) get no relevance",
 }
 
 

@@ -95,29 +95,27 @@ class EpsilonAlpha2Beta1FlatSpec(_Preset):
 
 
 TransformerConvention = Literal["rpj", "lxt"]
-"""``rpj``: this project's conventions; ``lxt``: reproduce LXT 2.1 number for number."""
 
 
 class AttnLRPSpec(_Preset):
-    """AttnLRP (transformers): identity for GELU/SiLU, uniform split of q·kᵀ and attn·v, the softmax
-    rule, LayerNormRule, ε on Linear and convolutions (or γ where ``linear_gamma``/``conv_gamma``)."""
+    """AttnLRP for transformers: identity for GELU/SiLU, uniform split of q·kᵀ and attn·v, the
+    softmax rule, LayerNormRule, ε on Linear and convolutions (γ where given)."""
 
     preset: Literal["AttnLRP"]
     epsilon: NonNegativeFloat = 1e-6
     linear_gamma: NonNegativeFloat | None = None
+    """generalized γ (zennit's Gamma) on Linear layers instead of ε, as LXT's ViT recipe (none: ε)"""
     conv_gamma: NonNegativeFloat | None = None
+    """generalized γ (zennit's Gamma) on convolutions instead of ε (none: ε)"""
     convention: TransformerConvention = "rpj"
+    """rpj: this engine's stabilizers; lxt: reproduce LXT 2.1's numbers"""
 
 
-class CPLRPSpec(_Preset):
-    """CP-LRP (transformers): as AttnLRP, but attention probabilities are constants (no relevance
-    reaches q and k)."""
+class CPLRPSpec(AttnLRPSpec):
+    """CP-LRP for transformers: as AttnLRP, but no relevance through the softmax (q and k are
+    constants; attn·v gives all of it to v)."""
 
-    preset: Literal["CPLRP"]
-    epsilon: NonNegativeFloat = 1e-6
-    linear_gamma: NonNegativeFloat | None = None
-    conv_gamma: NonNegativeFloat | None = None
-    convention: TransformerConvention = "rpj"
+    preset: Literal["CPLRP"]  # type: ignore[assignment]
 
 
 PRESET_SPECS: dict[str, type[_Preset]] = {

@@ -23,7 +23,7 @@ from .checks import LRP_CONFIG, LRPConfig, check_plan
 from .composites import Composite
 from .context import LayerContext
 from .explanation import Explanation
-from .functional import Add, FunctionRecord, FunctionStep, Ignored, record_function
+from .functional import Add, Cat, FunctionRecord, FunctionStep, Ignored, record_function
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step
 from .rules import GradientRule, LRPRule, PassRule, RuleLayerMismatchError
 from .selection import SeedMode, Selection, TopK, output_relevance, resolve_selection
@@ -362,9 +362,11 @@ class LRP:
             bias = getattr(step.module, "bias", None)
             keeps = not getattr(rule, "zero_bias", False) and not isinstance(rule, (PassRule, GradientRule))
             return isinstance(bias, Tensor) and keeps and bool(bias.detach().ne(0).any())
-        if step.kind == FUNCTION and isinstance(step.module, Add):
-            numbers = any(isinstance(a, (int, float)) and a != 0 for a in step.module.args)
-            return numbers or any(self.plan.steps[j].kind == CONSTANT for j in step.inputs)
+        if step.kind == FUNCTION and isinstance(step.module, (Add, Cat)):
+            numbers = isinstance(step.module, Add) and any(
+                isinstance(a, (int, float)) and a != 0 for a in step.module.args
+            )
+            return numbers or any(not self.plan.steps[j].from_input for j in step.inputs)
         return False
 
     def breakdown(self, gaps: dict[int, Tensor]) -> ConservationBreakdown:

@@ -135,9 +135,22 @@ class FunctionStep(nn.Module):
 
 class Add(FunctionStep):
     """Additions and subtractions (``a + b``, ``out += identity``, ``torch.add``, ``a - b``).
-    Default: the proportional split with the composite's stabilizer (zennit's Norm on Sum)."""
+    Default: the proportional split with the composite's stabilizer (zennit's Norm on Sum); the
+    summands that are parameters or constants (a position embedding) absorb their share like a
+    bias. ``PassRule`` on an addition of one activation and constants hands that activation all of
+    the relevance."""
 
-    pass_compatible = False
+    #: positions of the operands that are parameters or constants (set when the plan is built)
+    constant_inputs: frozenset[int] = frozenset()
+
+    @property
+    def pass_compatible(self) -> bool:  # type: ignore[override]
+        return self._activation_input() is not None
+
+    def _activation_input(self) -> int | None:
+        refs = [a.index for a in self.args if isinstance(a, Ref)]
+        active = [i for i in refs if i not in self.constant_inputs]
+        return active[0] if len(active) == 1 and self.target not in NEGATING_FUNCTIONS else None
 
     def default_rule(self, stabilizer: float) -> LRPRule:
         return ZeroRule(stabilizer=stabilizer)
@@ -157,7 +170,11 @@ class Add(FunctionStep):
 
     def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
         if isinstance(rule, PassRule):
-            raise ValueError("PassRule cannot split relevance between the summands of an addition")
+            active = self._activation_input()
+            if active is None:
+                raise ValueError("PassRule cannot split relevance between the summands of an addition")
+            self.data_input = active
+            return super().relevance(rule, record, relevance)
         if self._plain(record) and not isinstance(rule, GradientRule):
             s = relevance / rule.modify_denominator(record.output)
             return [x * s for x in record.inputs]
@@ -167,9 +184,12 @@ class Add(FunctionStep):
 
 
 class Cat(FunctionStep):
-    """Concatenation (``torch.cat``): relevance split by slice (the gradient)."""
+    """Concatenation (``torch.cat``): relevance split by slice (the gradient); the slice of a
+    parameter (a class token) is absorbed like a bias."""
 
     pass_compatible = False
+    #: positions of the operands that are parameters or constants (set when the plan is built)
+    constant_inputs: frozenset[int] = frozenset()
 
 
 class Reshape(FunctionStep):

@@ -52,6 +52,9 @@ class Step:
     """For constants: the owning module and attribute path, fetched at run time."""
     input_nonnegative: bool = False
     output_nonnegative: bool = False
+    from_input: bool = False
+    """Whether the value depends on the model input (False for parameters, constants and what is
+    computed from them alone, such as an expanded class token): such values absorb relevance."""
 
     @property
     def is_layer(self) -> bool:
@@ -80,6 +83,7 @@ class Plan:
                 if i not in self.consumers[j]:
                     self.consumers[j].append(i)
         self._signs()
+        self._constants()
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)
@@ -110,6 +114,21 @@ class Plan:
             if s.kind in (LAYER, FUNCTION) and (s.module_name.startswith(prefix) or (s.scope + ".").startswith(prefix))
         ]
         return inside[-1] if inside else None
+
+    def _constants(self) -> None:
+        """Which values depend on the model input; additions and concatenations learn which of their
+        operands are parameters or constants (a position embedding, a class token)."""
+        for step in self.steps:
+            step.from_input = step.kind == INPUT or (
+                step.kind in (LAYER, FUNCTION)
+                and step.carries_relevance
+                and any(self.steps[j].from_input for j in step.inputs)
+            )  # sizes (x.shape[0]) depend on the input but carry no relevance
+            if step.kind == FUNCTION and isinstance(step.module, (Add, Cat)):
+                step.module.constant_inputs = frozenset(
+                    k for k, j in enumerate(step.inputs)
+                    if not self.steps[j].from_input
+                )
 
     def _signs(self) -> None:
         """Which step outputs are non-negative by construction (ReLU, pooling of ReLU outputs...)."""

@@ -6,6 +6,7 @@ engine does not know it, a generic :class:`~.functional.Function` that the model
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -31,6 +32,7 @@ from .functional import (
     Unknown,
     family_of,
 )
+from .layers import DROPOUT_TYPES, RESHAPE_TYPES
 from .plan import CONSTANT, FUNCTION, INPUT, LAYER, Plan, Step, sequential_plan
 
 
@@ -54,7 +56,7 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self._registered(m):
             return True
-        if lowering_of(m) is not None:
+        if lowering_of(m) is not None or type(m) is nn.Softmax:  # nn.Softmax: traced as F.softmax (a step)
             return False
         return super().is_leaf_module(m, module_qualified_name) and not isinstance(m, nn.Sequential)
 
@@ -79,7 +81,10 @@ def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
         return lower_export(model) if is_exported(model) else model
     tracer = _Tracer(config)
     try:
-        graph = tracer.trace(model)
+        fixed = _optional_arguments(model)
+        graph = tracer.trace(model, concrete_args=fixed)
+        if fixed:
+            _drop_fixed_arguments(graph)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError...)
         raise GraphTraceError(
             f"torch.fx could not trace {type(model).__name__}: {type(exc).__name__}: {exc}\n"
@@ -91,6 +96,40 @@ def trace(model: nn.Module, config: LRPConfig = LRP_CONFIG) -> fx.GraphModule:
     if not tracer.extra_modules:
         return fx.GraphModule(tracer.root, graph, type(model).__name__)
     return fx.GraphModule(_root_with(tracer.root, graph, tracer.extra_modules), graph, type(model).__name__)
+
+
+def _optional_arguments(model: nn.Module) -> dict[str, Any] | None:
+    """forward()'s parameters after the input that have defaults (timm's ``attn_mask=None``,
+    ``is_causal=False``), fixed at their defaults: LRP explains a model of one input."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    fixed = {
+        p.name: p.default
+        for p in parameters[1:]
+        if p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return fixed or None
+
+
+def _drop_fixed_arguments(graph: fx.Graph) -> None:
+    """Remove the placeholders of arguments fixed at their defaults and fx's checks of them
+    (``_assert_is_none(attn_mask)``), which nothing else uses."""
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for node in placeholders[1:]:
+        doomed, todo = set(), [node]
+        while todo:
+            current = todo.pop()
+            if current in doomed:
+                continue
+            doomed.add(current)
+            todo += list(current.users)
+        if any(d.op == "output" for d in doomed):
+            continue  # used by the model's result: leave it for graph_plan to refuse
+        for dead in sorted(doomed, key=order.__getitem__, reverse=True):
+            graph.erase_node(dead)
 
 
 def _root_with(model: nn.Module, graph: fx.Graph, extra: dict[str, nn.Module]) -> dict[str, Any]:
@@ -218,8 +257,12 @@ def _mark_softmax_operands(steps: list[Step]) -> None:
             continue
         marked = set()
         for position, j in enumerate(step.inputs):
-            while isinstance(steps[j].module, _TRANSPARENT) and steps[j].inputs:
-                j = steps[j].inputs[steps[j].module.data_input]
+            while steps[j].inputs and (
+                isinstance(steps[j].module, _TRANSPARENT)
+                or (steps[j].kind == LAYER and isinstance(steps[j].module, DROPOUT_TYPES + RESHAPE_TYPES))
+            ):  # attn_drop(softmax(...)) is still the attention probabilities
+                module = steps[j].module
+                j = steps[j].inputs[module.data_input if isinstance(module, FunctionStep) else 0]
             if isinstance(steps[j].module, Softmax):
                 marked.add(position)
         step.module.softmax_inputs = frozenset(marked)

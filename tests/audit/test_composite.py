@@ -278,3 +278,24 @@ def test_a_rule_out_of_the_table_is_unknown_to_configs(engine: ModuleType) -> No
 
     assert "Power" not in engine.RULES and "Power" not in RULE_SPECS
     assert "unknown rule 'Power'" in messages(yaml.safe_load(POWER_YAML)["composite"])
+
+
+def test_configs_name_the_transformer_presets():
+    from lrp_tasks.engine import CPLRP, AttnLRP
+
+    composite = build_composite({"preset": "CPLRP", "linear_gamma": 0.05, "convention": "lxt"})
+    assert composite.name == CPLRP(linear_gamma=0.05, convention="lxt").name
+    assert build_composite("AttnLRP").name == AttnLRP().name
+
+
+def test_configs_give_attention_steps_their_rules_by_family():
+    from lrp_tasks.engine import LRP, MatMul, Softmax, StopRule, UniformRule
+    from lrp_tasks.models.vit import build_timm_vit
+
+    composite = build_composite(
+        {"rules": [{"type": "MatMul", "rule": {"kind": "Uniform", "softmax_constant": True}},
+                   {"type": "Softmax", "rule": {"kind": "Stop"}}]}
+    )
+    analyzer = LRP(build_timm_vit(), composite, skip_checks=True)
+    rules = {type(s.module): analyzer.step_rules[i] for i, s in enumerate(analyzer.plan.steps)}
+    assert rules[MatMul] == UniformRule(softmax_constant=True) and rules[Softmax] == StopRule()

@@ -176,3 +176,84 @@ def test_the_users_model_and_torch_classes_are_left_as_they_were():
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert [n for n, _ in model.named_modules()] == ["", "att", "att.out_proj", "head"]
     assert all(p.grad is None for p in model.parameters())
+
+
+class ModuleSoftmaxAttention(TimmLikeAttention):
+    """The attention written out with an nn.Softmax module (as many ViT re-implementations do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.softmax = nn.Softmax(dim=-1)
+        self.oddity = torch.erf
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = self.softmax((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5) @ v
+        y = self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.head(self.oddity(x + y).mean(1))
+
+
+def test_an_nn_softmax_module_is_a_softmax_step_and_the_check_table_names_every_step():
+    from lrp_tasks.engine import ModelCheckError
+
+    torch.manual_seed(6)
+    model = ModuleSoftmaxAttention().to(DT).eval()
+    with pytest.raises(ModelCheckError) as failure:
+        LRP(model)
+    rows = {name: status for name, _, status in failure.value.report}
+    assert rows["softmax"] == rows["matmul"] == rows["matmul_1"] == rows["qkv"] == "supported"
+    assert rows["erf"] == "unknown function"
+    model.oddity = nn.Identity()
+    reference = TimmLikeAttention().to(DT).eval()  # the same attention through sdpa
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    torch.testing.assert_close(LRP(model)(x, 1).val, LRP(reference)(x, 1).val)
+
+
+class OptionalArguments(TimmLikeAttention):
+    """timm's forward(x, attn_mask=None, is_causal=False): optional arguments are fixed at their defaults."""
+
+    def forward(self, x, attn_mask=None, is_causal=False):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        y = self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.head((x + y).mean(1))
+
+
+def test_optional_forward_arguments_are_fixed_at_their_defaults():
+    torch.manual_seed(8)
+    model = OptionalArguments().to(DT).eval()
+    reference = TimmLikeAttention().to(DT).eval()
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    analyzer = LRP(model)
+    assert [s.name for s in analyzer.plan.steps if s.kind == "input"] == ["input"]
+    torch.testing.assert_close(analyzer(x, 2).val, LRP(reference)(x, 2).val)
+
+
+class DropoutAfterSoftmax(TimmLikeAttention):
+    """timm's non-fused path: softmax, then the attn_drop module, then ·v."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn_drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5).softmax(dim=-1))
+        y = self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.head((x + y).mean(1))
+
+
+def test_cp_lrp_finds_the_attention_probabilities_behind_dropout():
+    from lrp_tasks.engine import CPLRP
+
+    torch.manual_seed(9)
+    model = DropoutAfterSoftmax().to(DT).eval()
+    reference = TimmLikeAttention().to(DT).eval()
+    reference.load_state_dict(model.state_dict())
+    x = _x()
+    torch.testing.assert_close(LRP(model, CPLRP())(x, 0).val, LRP(reference, CPLRP())(x, 0).val)

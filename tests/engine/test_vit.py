@@ -8,7 +8,23 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_tasks.engine import CPLRP, LRP, AttnLRP, EpsilonPlusFlat, LRPConfig, MatMul, Softmax, StopRule, UniformRule
+from lrp_tasks.engine import (
+    CPLRP,
+    LRP,
+    AttnLRP,
+    Composite,
+    EpsilonPlusFlat,
+    GlobalTypeMap,
+    LRPConfig,
+    MatMul,
+    NameMap,
+    PassRule,
+    RuleLayerMismatchError,
+    Softmax,
+    StopRule,
+    UniformRule,
+    ZeroRule,
+)
 from lrp_tasks.engine.attention import InProjection
 from lrp_tasks.models.vit import build_timm_vit, build_torchvision_vit, timm_state_dict
 
@@ -85,3 +101,49 @@ def test_cp_lrp_conserves_relevance_without_biases(make):
     x = _x()
     expl = LRP(model, CPLRP(epsilon=0.0), config=CONFIG)(x)
     torch.testing.assert_close(expl.val.flatten(1).sum(1), torch.ones(len(x), dtype=DT), rtol=0, atol=1e-6)
+
+
+class Tokens(nn.Module):
+    """Token plumbing of ViTs: patch tokens, a class token, a position embedding, x[:, 0]."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 6, bias=False)
+        self.cls = nn.Parameter(torch.randn(1, 1, 6))
+        self.pos = nn.Parameter(torch.randn(1, 4, 6))
+        self.head = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):  # (n, 4, 3) → tokens (n, 3, 6)
+        t = self.proj(x.transpose(1, 2))
+        t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], dim=1)
+        t = self.pos + t  # the parameter first: PassRule must still find the activation
+        return self.head(t[:, 0] + t.mean(1))
+
+
+def test_position_embedding_and_class_token_absorb_relevance_unless_passed():
+    torch.manual_seed(5)
+    model = Tokens().to(DT).eval()
+    x = torch.randn(2, 4, 3, dtype=DT)
+    analyzer = LRP(model, conservation_tolerance=None)
+    breakdown = analyzer.conservation_breakdown(x)
+    assert {"cat", "add"} <= set(breakdown.bias_steps)  # the class token and the position embedding
+    composite = Composite(GlobalTypeMap({nn.Linear: ZeroRule(stabilizer=0.0)}), NameMap({"add": PassRule()}))
+    passed = LRP(model, composite, conservation_tolerance=None)
+    layerwise = passed(x, layerwise_relevances=True).layerwise_relevances
+    torch.testing.assert_close(layerwise["cat"], layerwise["add"])  # all of the addition's relevance
+    expected = layerwise["cat"][:, 1:].sum((1, 2))  # the class token's slice is absorbed
+    torch.testing.assert_close(passed(x).val.sum((1, 2)), expected)
+    with pytest.raises(RuleLayerMismatchError, match="add_1"):  # t[:, 0] + t.mean(1): two activations
+        LRP(model, Composite(NameMap({"add_1": PassRule()})))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_batch_gives_each_samples_relevance_alone(dtype):
+    _, tm = _pair()
+    tm = tm.to(dtype)
+    x = _x(3).to(dtype)
+    analyzer = LRP(tm, AttnLRP(), config=CONFIG, conservation_tolerance=None)
+    batch = analyzer(x, [1, 2, 3]).val
+    alone = torch.cat([analyzer(x[i:i + 1], i + 1).val for i in range(3)])
+    assert _rel_err(batch, alone) < (1e-5 if dtype == torch.float32 else 1e-12)
+
