@@ -57,7 +57,11 @@ def main() -> None:
     test_accuracy = accuracy(model, as_input(test_x), torch.from_numpy(test_y))
     train_accuracy = accuracy(model, as_input(train_x), torch.from_numpy(train_y))
     print(f"train accuracy {train_accuracy:.4f}  test accuracy {test_accuracy:.4f}  ({seconds:.1f} s training)")
-    info = {"kwargs": ARCHITECTURE, "train_accuracy": round(train_accuracy, 4), "test_accuracy": round(test_accuracy, 4)}
+    info = {
+        "kwargs": ARCHITECTURE,
+        "train_accuracy": round(train_accuracy, 4),
+        "test_accuracy": round(test_accuracy, 4),
+    }
     save_weights(model, args.out, builder=BUILDER, spec=spec, info=info)
     print(f"wrote {args.out}")
 

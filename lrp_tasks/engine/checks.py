@@ -18,8 +18,8 @@ from torch import nn
 from .functional import ELEMENTWISE_FUNCTIONS, FunctionStep, Ignored, Unknown
 from .layers import (
     ACTIVATION_TYPES,
-    ELEMENTWISE_ACTIVATION_TYPES,
     BUILTIN_LAYER_TYPES,
+    ELEMENTWISE_ACTIVATION_TYPES,
     REFUSED_ACTIVATION_TYPES,
     SOFTMAX_TYPES,
     has_weight,

@@ -33,8 +33,8 @@ from .layers import (
     BATCHNORM_TYPES,
     CONVOLUTIONS,
     DROPOUT_TYPES,
-    LAYERNORM_TYPES,
     ELEMENTWISE_ACTIVATION_TYPES,
+    LAYERNORM_TYPES,
     RESHAPE_TYPES,
 )
 from .rules import (

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from lrp_tasks.audit.composite import build_composite
 from lrp_tasks.engine import (
     LRP,
-    LRP_CONFIG,
     Add,
     Composite,
     EpsilonPlus,
