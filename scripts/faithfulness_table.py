@@ -1,15 +1,19 @@
 """Faithfulness of each composite on an audit config (default: the demo): the share of samples whose MoRF AOPC beats the
-random-order AOPC, and the mean AOPCs, for the five presets and gradient×input.
+random-order AOPC, and the mean AOPCs, for the five presets and gradient×input (for a transformer config, one whose
+composite is AttnLRP or CPLRP: AttnLRP, CP-LRP, AttnLRP with γ on Linear, two CNN presets and gradient×input).
 
 Runs the audit's own shard task (model, dataset and metrics settings of the config; no Ray or Prefect)
 once per composite into a temporary store and prints a markdown table (the one in the README):
 
     .venv/bin/python scripts/faithfulness_table.py [conf/demo.yaml] [--samples N]
     .venv/bin/python scripts/faithfulness_table.py conf/resnet_digits.yaml    # the ResNet table
+    .venv/bin/python scripts/faithfulness_table.py conf/vit_digits.yaml       # the ViT table
 
 Gradient×input is LRP-0 on every Conv2d/Linear layer of the canonized ReLU network (max pooling routes
 to the winner, as the gradient does), seeded with the logit (a one-hot seed would divide the map by the
-logit); the script checks that equality on the first batch."""
+logit); on a transformer it is LRP-0 on every step (Linear, LayerNorm, GELU, both operands of each
+matmul) with the softmax rule, which equals gradient×input there too; the script checks that equality
+on the first batch."""
 
 from __future__ import annotations
 
@@ -41,6 +45,16 @@ COMPOSITES: dict[str, Any] = {
     "EpsilonAlpha2Beta1Flat": "EpsilonAlpha2Beta1Flat",
     "gradient×input": {"rules": [{"type": ["Conv2d", "Linear"], "rule": "Zero"}]},
 }
+GRADIENT_X_INPUT = "gradient×input"
+TRANSFORMER_COMPOSITES: dict[str, Any] = {
+    "AttnLRP": "AttnLRP",
+    "CPLRP": "CPLRP",
+    "AttnLRP (γ=0.25 on Linear)": {"preset": "AttnLRP", "linear_gamma": 0.25},
+    "EpsilonPlusFlat": "EpsilonPlusFlat",
+    "EpsilonPlus": "EpsilonPlus",
+    GRADIENT_X_INPUT: {"rules": [{"type": ["Conv2d", "Linear", "LayerNorm", "GELU", "MatMul"], "rule": "Zero"}]},
+}
+TRANSFORMER_PRESETS = ("AttnLRP", "CPLRP")
 DEFAULT_METRICS = {
     "region_perturbation": {"patch_size": 2, "steps": 8, "orders": ["morf", "lerf", "random"], "baseline": "mean"},
     "pixel_flipping": {"steps": 16, "orders": ["morf", "lerf", "random"], "baseline": "mean"},
@@ -58,8 +72,17 @@ def check_gradient_times_input(ex: ShardExplainer) -> float:
     return float((lrp0 - grad * batch.x).abs().max())
 
 
-def run(config: dict[str, Any], composite: Any, out: Path, samples: int | None) -> tuple[dict[str, Any], float]:
-    seed = "logit" if composite == COMPOSITES["gradient×input"] else config.get("seed", "one-hot")
+def composites_for(config: dict[str, Any]) -> dict[str, Any]:
+    """The composites to compare: the transformer set when the config explains with AttnLRP or CPLRP."""
+    composite = config.get("composite")
+    preset = composite.get("preset") if isinstance(composite, dict) else composite
+    return TRANSFORMER_COMPOSITES if preset in TRANSFORMER_PRESETS else COMPOSITES
+
+
+def run(
+    config: dict[str, Any], composite: Any, out: Path, samples: int | None, gradient: bool
+) -> tuple[dict[str, Any], float]:
+    seed = "logit" if gradient else config.get("seed", "one-hot")
     cfg = parse_config({**config, "composite": composite, "seed": seed, "output": str(out)})
     ex = open_shard_explainer(cfg, device="cpu")
     began = time.perf_counter()
@@ -77,7 +100,7 @@ def run(config: dict[str, Any], composite: Any, out: Path, samples: int | None) 
         row[f"{short} MoRF>random"] = float((gap > 0).mean())
         for order in ("morf", "lerf", "random"):
             row[f"{short} AOPC {order}"] = float(frame[f"{metric}_aopc_{order}"].mean())
-    if composite == COMPOSITES["gradient×input"]:
+    if gradient:
         row["check"] = check_gradient_times_input(ex)
     return row, seconds
 
@@ -107,8 +130,9 @@ def main() -> None:
     print(f"config {args.config}; metrics {config['metrics']}", file=sys.stderr)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, composite) in enumerate(COMPOSITES.items()):
-            rows[name], seconds = run(config, composite, Path(tmp) / f"audit-{i}", args.samples)
+        for i, (name, composite) in enumerate(composites_for(config).items()):
+            out = Path(tmp) / f"audit-{i}"
+            rows[name], seconds = run(config, composite, out, args.samples, name == GRADIENT_X_INPUT)
             print(f"{name}: {rows[name]} ({seconds:.1f} s)", file=sys.stderr)
     columns = [c for c in next(iter(rows.values())) if c not in ("samples", "check")]
     print("| composite | " + " | ".join(columns) + " |")
@@ -117,7 +141,7 @@ def main() -> None:
         cells = [f"{row[c]:.1%}" if "MoRF>random" in c else f"{row[c]:.3f}" for c in columns]
         print(f"| {name} | " + " | ".join(cells) + " |")
     n = next(iter(rows.values()))["samples"]
-    grad_check = rows["gradient×input"]["check"]
+    grad_check = rows[GRADIENT_X_INPUT]["check"]
     print(f"\n{n} samples; gradient×input = LRP-0 checked to max |difference| {grad_check:.2e}")
     assert np.isfinite(grad_check) and grad_check < 1e-4, "LRP-0 differs from gradient×input"
 

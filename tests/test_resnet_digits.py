@@ -69,7 +69,7 @@ def test_the_model_reads_digits(script, data):
     assert info["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "resnet_digits.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "resnet_digits.yaml", "vit_digits.yaml"])
 def test_the_faithfulness_table_reads_the_config_like_a_run(name):
     spec = importlib.util.spec_from_file_location("faithfulness_table", ROOT / "scripts" / "faithfulness_table.py")
     module = importlib.util.module_from_spec(spec)

@@ -78,6 +78,7 @@ SUPPLIERS: dict[str, tuple[Callable[[Path, Path], None], Callable[[Path], None] 
     "resnet_example.yaml": (_random_resnet_weights, _imagenet_jpegs),
     "planted.yaml": (_copy_committed_weights, _copy_committed_array),
     "resnet_digits.yaml": (_copy_committed_weights, _copy_committed_array),
+    "vit_digits.yaml": (_copy_committed_weights, _copy_committed_array),
 }
 
 

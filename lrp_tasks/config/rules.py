@@ -324,7 +324,9 @@ LAYER_TYPE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Names that stand for several ``torch.nn`` classes (zennit's type groups)."""
 
-FUNCTION_FAMILIES = ("Add", "Cat", "Reshape", "Route", "Activation", "MaxPooling", "AvgPooling", "MatMul", "Softmax")
+FUNCTION_FAMILIES = (
+    "Add", "Cat", "Reshape", "Scale", "Route", "Activation", "MaxPooling", "AvgPooling", "MatMul", "Softmax",
+)
 """Families of functional operations in traced models (``out += identity`` is an ``Add``); they
 are classes of ``lrp_tasks.engine`` and select steps like layer types do."""
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from torch import nn
 
-from .functional import FunctionStep, Ignored, Unknown
+from .functional import ELEMENTWISE_FUNCTIONS, FunctionStep, Ignored, Unknown
 from .layers import (
     ACTIVATION_TYPES,
     BUILTIN_LAYER_TYPES,
+    ELEMENTWISE_ACTIVATION_TYPES,
     REFUSED_ACTIVATION_TYPES,
     SOFTMAX_TYPES,
     has_weight,
@@ -71,7 +72,7 @@ class LRPConfig:
         """Known or registered ReLU-like activation (module or function)."""
         if any(obj is a or (isinstance(a, type) and isinstance(obj, a)) for a in self._activations):
             return True
-        return isinstance(obj, ACTIVATION_TYPES) or obj in _FUNCTIONAL_ACTIVATIONS
+        return isinstance(obj, ACTIVATION_TYPES + ELEMENTWISE_ACTIVATION_TYPES) or obj in _FUNCTIONAL_ACTIVATIONS
 
     def is_layer(self, obj: object) -> bool:
         if any(obj is t or (isinstance(t, type) and isinstance(obj, t)) for t in self._layers):
@@ -90,7 +91,7 @@ def _functional_activations() -> tuple[Callable[..., Any], ...]:
     import torch
     import torch.nn.functional as F
 
-    return (F.relu, F.relu6, torch.relu, F.leaky_relu)
+    return (F.relu, F.relu6, torch.relu, F.leaky_relu, *ELEMENTWISE_FUNCTIONS)
 
 
 _FUNCTIONAL_ACTIVATIONS = _functional_activations()
@@ -138,16 +139,6 @@ LRP(model, composite) traces them automatically; functions are registered the sa
 (LRP_CONFIG.supports_layer(my_function))."""
 
 
-NOT_RELU_LIKE_HINT = """
-GELU, SiLU (Swish) and Mish are not ReLU-like: they are negative for negative inputs and curved,
-and no rule of the references is validated for them yet. To explain such a model anyway, register
-the activation and give it a rule in the composite, e.g.
-
-    LRP_CONFIG.supports_activation(nn.SiLU)     # or torch.nn.functional.silu for F.silu
-    composite = Composite(..., GlobalTypeMap({nn.SiLU: PassRule()}))   # or GradientRule()
-"""
-
-NOT_RELU_LIKE_NAMES = ("GELU", "SiLU", "Mish", "gelu", "silu", "mish")
 
 
 def check_model(layers: Sequence[tuple[str, nn.Module]], config: LRPConfig = LRP_CONFIG) -> None:
@@ -197,9 +188,8 @@ def check_plan(plan: Plan, rules: Sequence[LRPRule] | None, config: LRPConfig = 
         if unknown
         else "LeakyReLU lets negative activations through: the next weighted layer must use GeneralizedGammaRule"
     )
-    hint = NOT_RELU_LIKE_HINT if any(s.split()[-1] in NOT_RELU_LIKE_NAMES for *_, s in rows) else ""
     fix = _HOW_TO_FIX if unknown else _LEAKY_FIX
-    raise ModelCheckError(header + "\n" + _table(rows) + hint + fix, rows)
+    raise ModelCheckError(header + "\n" + _table(rows) + fix, rows)
 
 
 _LEAKY_FIX = """
@@ -213,7 +203,7 @@ _SOFTMAX_FUNCTIONS = _softmax_functions()
 
 def _function_status(step: FunctionStep) -> str:
     name = getattr(step.target, "__name__", str(step.target))
-    if name in NOT_RELU_LIKE_NAMES or name in ("sigmoid", "tanh", "softmax", "log_softmax", "elu", "softplus"):
+    if name in ("sigmoid", "tanh", "softmax", "log_softmax", "elu", "softplus", "hardsigmoid", "selu", "celu"):
         return f"{UNSUPPORTED_ACTIVATION} {name}"
     return "unknown function"
 

@@ -11,7 +11,8 @@ functional operations such as ``Add``) or by name as ``print(analyzer)`` shows i
 Unclaimed steps get the composite's ``default`` rule when one is given (for a functional
 operation, when the rule applies to it); otherwise their own default: ``ZeroRule`` with the
 composite's ``stabilizer`` for layers, additions and average poolings, the gradient for
-concatenations, indexing and max pooling, ``PassRule`` for reshapes and ReLU-like functions.
+concatenations, indexing and max pooling, ``PassRule`` for reshapes, ReLU-like functions and the
+element-wise activations GELU, SiLU, Mish and Hardswish (modules and functions).
 
 A selector that claims nothing (a name that matches no step, an index out of range) is an error
 when the analyzer is built: it names the selector."""
@@ -23,9 +24,9 @@ from fnmatch import fnmatchcase
 
 from torch import nn
 
-from .layers import is_instance
+from .layers import ELEMENTWISE_ACTIVATION_TYPES, is_instance
 from .plan import LAYER, Step
-from .rules import LRPRule, ZeroRule
+from .rules import LRPRule, PassRule, ZeroRule
 
 Targets = Sequence[Step]
 TypeKey = type | tuple[type, ...]
@@ -328,6 +329,8 @@ class Composite:
     def default_for(self, step: Step) -> LRPRule:
         """The rule of a step no primitive claims."""
         own = step.module.default_rule(self.stabilizer) if hasattr(step.module, "default_rule") else None
+        if own is None and isinstance(step.module, ELEMENTWISE_ACTIVATION_TYPES):
+            own = PassRule()  # GELU, SiLU, ...: the identity rule (AttnLRP, LXT), not LRP-0 of a curve
         if self.default is not None and (own is None or self.default.is_compatible(step.module)):
             return self.default
         return own if own is not None else ZeroRule(stabilizer=self.stabilizer)

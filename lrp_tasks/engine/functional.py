@@ -218,7 +218,9 @@ class Route(FunctionStep):
 
 
 class Activation(FunctionStep):
-    """ReLU-like functions (``F.relu``, ``x.relu()``, dropout, registered activations): passed."""
+    """Element-wise activations (``F.relu``, ``x.relu()``, ``F.gelu``, ``F.silu``, ``F.mish``,
+    ``F.hardswish``, dropout, registered activations): relevance passes unchanged (the identity
+    rule, as AttnLRP and LXT do for GELU and SiLU)."""
 
     def default_rule(self, stabilizer: float) -> LRPRule:
         return PassRule()
@@ -257,6 +259,9 @@ FAMILIES: tuple[type[FunctionStep], ...] = (
     Add, Cat, Reshape, Scale, Route, Activation, MaxPooling, AvgPooling, Function
 )
 
+ELEMENTWISE_FUNCTIONS: tuple[Callable[..., Any], ...] = (F.gelu, F.silu, F.mish, F.hardswish)
+"""The functional forms of GELU, SiLU, Mish and Hardswish (accepted by the model check)."""
+
 FUNCTION_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     operator.add: Add,
     operator.iadd: Add,
@@ -293,6 +298,7 @@ FUNCTION_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     F.relu6: Activation,
     F.leaky_relu: Activation,
     F.dropout: Activation,
+    **dict.fromkeys(ELEMENTWISE_FUNCTIONS, Activation),
     F.max_pool1d: MaxPooling,
     F.max_pool2d: MaxPooling,
     F.max_pool3d: MaxPooling,

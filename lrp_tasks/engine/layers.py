@@ -55,12 +55,12 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU6,
     nn.LeakyReLU,
 )
-# Smooth activations that are negative for negative inputs: refused until a rule is validated
-# for them (the check says how to register one).
-NOT_RELU_LIKE_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
-# Activations the checks refuse: not rectifier-like, LRP's assumptions break.
+# Smooth element-wise activations of today's architectures (transformers, EfficientNet, MobileNetV3):
+# accepted as RelevancePropagation.jl accepts gelu, swish and mish, with the identity rule by default
+# (relevance passes unchanged, as AttnLRP and LXT do). Not sign-preserving: negative for x < 0.
+ELEMENTWISE_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
+# Activations the checks refuse: squashing or not rectifier-like, LRP's assumptions break.
 REFUSED_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    *NOT_RELU_LIKE_TYPES,
     nn.Softmax,
     nn.LogSoftmax,
     nn.Softmin,
@@ -76,7 +76,7 @@ REFUSED_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Softsign,
 )
 SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
-PASS_TYPES = DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES
+PASS_TYPES = DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES + ELEMENTWISE_ACTIVATION_TYPES
 # Layers whose output is non-negative whenever their input is: lets rules skip the a⁻ branch.
 SIGN_PRESERVING_TYPES = POOL_TYPES + DROPOUT_TYPES + RESHAPE_TYPES + (nn.ReLU, nn.ReLU6)
 NONNEGATIVE_OUTPUT_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)

@@ -33,8 +33,8 @@ from .layers import (
     BATCHNORM_TYPES,
     CONVOLUTIONS,
     DROPOUT_TYPES,
+    ELEMENTWISE_ACTIVATION_TYPES,
     LAYERNORM_TYPES,
-    NOT_RELU_LIKE_TYPES,
     RESHAPE_TYPES,
 )
 from .rules import (
@@ -76,6 +76,7 @@ def _base_map(conv_rule: LRPRule, epsilon: float, convention: Convention) -> Glo
         nn.Linear: EpsilonRule(epsilon),
         LAYERNORM_TYPES: LayerNormRule(stabilizer=stab),
         DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES: PassRule(),
+        ELEMENTWISE_ACTIVATION_TYPES: PassRule(),
         Add: ZeroRule(stabilizer=stab),
     }
     if convention == "rpj":
@@ -192,7 +193,7 @@ def _transformer_composite(
         nn.Linear: dense(linear_gamma),
         LAYERNORM_TYPES: LayerNormRule(stabilizer=stab),
         DROPOUT_TYPES + RESHAPE_TYPES + BATCHNORM_TYPES + ACTIVATION_TYPES: PassRule(),
-        NOT_RELU_LIKE_TYPES: LxtIdentityRule() if lxt else PassRule(),
+        ELEMENTWISE_ACTIVATION_TYPES: LxtIdentityRule() if lxt else PassRule(),
         (Reshape, Activation): PassRule(),
         Add: ZeroRule(stabilizer=stab),
         MatMul: UniformRule(stab, softmax_constant=cp),

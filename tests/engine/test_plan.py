@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from lrp_tasks.audit.composite import build_composite
 from lrp_tasks.engine import (
     LRP,
-    LRP_CONFIG,
     Add,
     Composite,
     EpsilonPlus,
@@ -141,36 +140,6 @@ def test_leaky_relu_refused_with_the_same_table_in_sequential_and_residual_model
     fixed = Composite(GlobalTypeMap({nn.Linear: GeneralizedGammaRule()}))
     for model in (seq, LeakyResidual()):
         LRP(model, fixed)(torch.randn(2, 4))
-
-
-def test_silu_and_gelu_refused_with_the_rule_to_register():
-    for act in (nn.SiLU(), nn.GELU()):
-        model = nn.Sequential(nn.Linear(4, 4), act, nn.Linear(4, 2))
-        with pytest.raises(ModelCheckError) as info:
-            LRP(model)
-        text = str(info.value)
-        assert f"unsupported activation {type(act).__name__}" in text
-        assert "LRP_CONFIG.supports_activation(nn.SiLU)" in text and "PassRule" in text
-    LRP_CONFIG.supports_activation(nn.SiLU)
-    try:
-        model = nn.Sequential(nn.Linear(4, 4), nn.SiLU(), nn.Linear(4, 2))
-        LRP(model, Composite(GlobalTypeMap({nn.SiLU: PassRule()})))(torch.randn(2, 4))
-    finally:
-        LRP_CONFIG.unregister(nn.SiLU)
-
-
-class FunctionalGelu(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(nn.functional.gelu(x))
-
-
-def test_functional_gelu_refused_in_a_graph():
-    with pytest.raises(ModelCheckError, match="unsupported activation gelu"):
-        LRP(FunctionalGelu())
 
 
 @pytest.mark.parametrize(
