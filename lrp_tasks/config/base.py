@@ -27,6 +27,7 @@ COMMON_FIELD_DOCS = {
     "low": "smallest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
     "high": "largest value each input can take (a number, or nested lists per channel, e.g. shape C×1×1)",
     "convention": "rpj: RelevancePropagation.jl's conventions; zennit: reproduce zennit 1.0's numbers",
+    "gate": "operand position (0 or 1) of the gate a GateRule holds constant (none: the one computed by a sigmoid)",
     "softmax_constant": "CP-LRP: operands computed from a softmax (attention probabilities) get no relevance",
 }
 

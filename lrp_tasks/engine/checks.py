@@ -15,18 +15,21 @@ from typing import Any
 
 from torch import nn
 
-from .functional import ELEMENTWISE_FUNCTIONS, FunctionStep, Ignored, Unknown
+from .functional import ELEMENTWISE_FUNCTIONS, GATE_FUNCTIONS, FunctionStep, Ignored, Mul, Reshape, Route, Unknown
 from .layers import (
     ACTIVATION_TYPES,
     BUILTIN_LAYER_TYPES,
+    DROPOUT_TYPES,
     ELEMENTWISE_ACTIVATION_TYPES,
+    GATE_TYPES,
     REFUSED_ACTIVATION_TYPES,
+    RESHAPE_TYPES,
     SOFTMAX_TYPES,
     has_weight,
     is_instance,
 )
 from .plan import FUNCTION, LAYER, Plan, Step, sequential_plan
-from .rules import GeneralizedGammaRule, LRPRule
+from .rules import GateRule, GeneralizedGammaRule, LRPRule
 
 SUPPORTED = "supported"
 UNKNOWN_LAYER = "unknown layer type"
@@ -175,6 +178,8 @@ def check_plan(plan: Plan, rules: Sequence[LRPRule] | None, config: LRPConfig = 
             status = SUPPORTED if not isinstance(step.module, Unknown) else _function_status(step.module)
         else:
             continue
+        if status != SUPPORTED and _is_held_gate(plan, i, rules):
+            status = SUPPORTED
         if status == SUPPORTED and rules is not None and _is_leaky(step):
             problem = _leaky_relu_problem(plan, rules, i)
             if problem:
@@ -206,6 +211,38 @@ def _function_status(step: FunctionStep) -> str:
     if name in ("sigmoid", "tanh", "softmax", "log_softmax", "elu", "softplus", "hardsigmoid", "selu", "celu"):
         return f"{UNSUPPORTED_ACTIVATION} {name}"
     return "unknown function"
+
+
+def is_gate(step: Step) -> bool:
+    """A sigmoid or hard sigmoid (module or function): the gate of a gated product."""
+    if step.kind == LAYER:
+        return isinstance(step.module, GATE_TYPES)
+    return isinstance(step.module, FunctionStep) and step.module.target in GATE_FUNCTIONS
+
+
+def _is_held_gate(plan: Plan, i: int, rules: Sequence[LRPRule] | None) -> bool:
+    """Whether step i is a gate whose output only reaches element-wise products as their gate (through
+    reshapes), each held constant by GateRule: no relevance ever reaches it."""
+    if not is_gate(plan.steps[i]):
+        return False
+    todo, seen, reached = list(plan.consumers[i]), set(), False
+    while todo:
+        j = todo.pop()
+        if j in seen:
+            continue
+        seen.add(j)
+        step = plan.steps[j]
+        if isinstance(step.module, Mul):
+            if not step.module.gate_inputs or (rules is not None and not isinstance(rules[j], GateRule)):
+                return False
+            reached = True
+        elif isinstance(step.module, (Reshape, Route)) or (
+            step.kind == LAYER and isinstance(step.module, DROPOUT_TYPES + RESHAPE_TYPES)
+        ):
+            todo += plan.consumers[j]
+        else:
+            return False
+    return reached
 
 
 def _is_leaky(step: Step) -> bool:

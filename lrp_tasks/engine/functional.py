@@ -34,7 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import GradientRule, LRPRule, PassRule, SoftmaxRule, StopRule, UniformRule, ZeroRule, stabilize
+from .rules import (
+    GateRule,
+    GradientRule,
+    LRPRule,
+    PassRule,
+    SoftmaxRule,
+    StopRule,
+    UniformRule,
+    ZeroRule,
+    stabilize,
+)
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,9 @@ FAMILIES: tuple[type[FunctionStep], ...] = (
     Add, Cat, Reshape, Scale, Route, Activation, MaxPooling, AvgPooling, Function
 )
 
+GATE_FUNCTIONS: tuple[Any, ...] = (torch.sigmoid, F.sigmoid, F.hardsigmoid, "sigmoid")
+"""Sigmoid and hard sigmoid as functions and methods: gates when they only multiply an activation."""
+
 ELEMENTWISE_FUNCTIONS: tuple[Callable[..., Any], ...] = (F.gelu, F.silu, F.mish, F.hardswish)
 """The functional forms of GELU, SiLU, Mish and Hardswish (accepted by the model check)."""
 
@@ -426,6 +439,43 @@ class Softmax(FunctionStep):
         return shares
 
 
+class Mul(MatMul):
+    """An element-wise product of two activations (``x * scale`` in squeeze-and-excitation, gated
+    MLPs; a product with a constant or a parameter is :class:`Scale`). By default the gate — the
+    operand computed through a sigmoid or hard sigmoid (`gate_inputs`, set when the plan is built) —
+    is held constant (:class:`~.rules.GateRule`); without one, AttnLRP's uniform split
+    (:class:`~.rules.UniformRule`)."""
+
+    bilinear = True
+    elementwise_product = True
+
+    def __init__(self, op: str, target: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__(op, target, args, kwargs)
+        self.gate_inputs: frozenset[int] = frozenset()
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return GateRule(stabilizer) if self.gate_inputs else UniformRule(stabilizer)
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        if not isinstance(rule, GateRule):
+            return super().relevance(rule, record, relevance)
+        gates = {rule.gate} if rule.gate is not None else set(self.gate_inputs)
+        if not gates:
+            raise RuntimeError(
+                f"GateRule on {self.function_name}: no operand is computed through a sigmoid or hard sigmoid; "
+                "name the gate with GateRule(gate=0 or 1)"
+            )
+        shares: list[Tensor | None] = [None] * len(record.inputs)
+        carriers = [i for i, leaf in enumerate(record.leaves) if leaf is not None and i not in gates]
+        if not carriers:
+            return shares
+        grads = record.vjp(relevance / stabilize(record.output, rule.stabilizer))
+        for i in carriers:
+            g = grads[i]
+            shares[i] = None if g is None else g * record.inputs[i]
+        return shares
+
+
 TRANSFORMER_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     operator.matmul: MatMul,
     torch.matmul: MatMul,
@@ -447,7 +497,7 @@ TRANSFORMER_METHODS: dict[str, type[FunctionStep]] = {
 }
 FUNCTION_FAMILIES.update(TRANSFORMER_FAMILIES)
 METHOD_FAMILIES.update(TRANSFORMER_METHODS)
-FAMILIES = (*FAMILIES, MatMul, Softmax)
+FAMILIES = (*FAMILIES, MatMul, Softmax, Mul)
 
 
 # In-place forms are run out of place so recorded activations are never overwritten.

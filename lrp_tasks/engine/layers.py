@@ -59,6 +59,9 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 # accepted as RelevancePropagation.jl accepts gelu, swish and mish, with the identity rule by default
 # (relevance passes unchanged, as AttnLRP and LXT do). Not sign-preserving: negative for x < 0.
 ELEMENTWISE_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
+# Gates: a sigmoid whose output only multiplies another activation (squeeze-and-excitation) is held
+# constant by GateRule, so the check accepts it there (and refuses it anywhere else).
+GATE_TYPES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
 # Activations the checks refuse: squashing or not rectifier-like, LRP's assumptions break.
 REFUSED_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Softmax,

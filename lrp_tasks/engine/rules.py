@@ -621,6 +621,30 @@ class UniformRule(LRPRule):
         return bool(getattr(layer, "bilinear", False))
 
 
+class GateRule(LRPRule):
+    """An element-wise product of two activations where one is a gate (squeeze-and-excitation
+    ``x * sigmoid(...)``, gated MLPs): the gate is held constant, so the product is a linear step in
+    the gated signal, which gets all the relevance: ``R_x = x ⊙ g ⊙ R / stab(x ⊙ g)`` (R itself, up
+    to the stabilizer and broadcasting); the gate's branch gets none. The gate is the operand computed
+    through a sigmoid or hard sigmoid (found when the plan is built); ``gate=0`` or ``gate=1`` names
+    the operand position instead."""
+
+    shown_defaults = ("epsilon",)
+
+    def __init__(self, epsilon: float = 1e-9, gate: int | None = None) -> None:
+        self.stabilizer = _stabilizer(epsilon)
+        if gate not in (None, 0, 1):
+            raise ValueError(f"gate is the operand position of the gate (0 or 1), got {gate!r}")
+        self.gate = gate
+
+    @property
+    def epsilon(self) -> float:
+        return self.stabilizer
+
+    def is_compatible(self, layer: nn.Module) -> bool:
+        return bool(getattr(layer, "elementwise_product", False))
+
+
 class SoftmaxRule(LRPRule):
     """AttnLRP's rule for a softmax inside a model, s = softmax(x): ``R_x = x ⊙ (R − s·ΣR)``
     (a Taylor decomposition at x with bias; the gradient×input form). Masked positions
@@ -679,6 +703,7 @@ RULES: dict[str, type[LRPRule]] = {
     "LayerNorm": LayerNormRule,
     "Gradient": GradientRule,
     "Uniform": UniformRule,
+    "Gate": GateRule,
     "Softmax": SoftmaxRule,
     "Stop": StopRule,
     "LxtIdentity": LxtIdentityRule,

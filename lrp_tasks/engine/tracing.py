@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import MASK_FUNCTIONS, lower_sdpa, lowering_of
-from .checks import LRP_CONFIG, LRPConfig
+from .checks import LRP_CONFIG, LRPConfig, is_gate
 from .export import is_exported, lower_export
 from .functional import (
     Activation,
@@ -24,6 +24,7 @@ from .functional import (
     FunctionStep,
     Ignored,
     MatMul,
+    Mul,
     Ref,
     Reshape,
     Route,
@@ -242,6 +243,7 @@ def graph_plan(gm: fx.GraphModule, config: LRPConfig = LRP_CONFIG) -> Plan:
     if output is None:  # pragma: no cover - fx graphs always have an output node
         raise GraphTraceError("the traced graph has no output")
     _mark_softmax_operands(steps)
+    _mark_gates(steps)
     return Plan(steps, output, "graph")
 
 
@@ -266,6 +268,26 @@ def _mark_softmax_operands(steps: list[Step]) -> None:
             if isinstance(steps[j].module, Softmax):
                 marked.add(position)
         step.module.softmax_inputs = frozenset(marked)
+
+
+def _producer(steps: list[Step], j: int) -> int:
+    """The step a value comes from, looking through reshapes, routing, expansion and dropout."""
+    while steps[j].inputs and (
+        isinstance(steps[j].module, (Reshape, Route))
+        or (steps[j].kind == LAYER and isinstance(steps[j].module, DROPOUT_TYPES + RESHAPE_TYPES))
+    ):
+        module = steps[j].module
+        j = steps[j].inputs[module.data_input if isinstance(module, FunctionStep) else 0]
+    return j
+
+
+def _mark_gates(steps: list[Step]) -> None:
+    """Tell each element-wise product which of its operands is a gate (computed through a sigmoid
+    or hard sigmoid): GateRule holds it constant."""
+    for step in steps:
+        if isinstance(step.module, Mul):
+            gates = {k for k, j in enumerate(step.inputs) if is_gate(steps[_producer(steps, j)])}
+            step.module.gate_inputs = frozenset(gates) if len(gates) == 1 else frozenset()
 
 
 #: functions and methods that return a tuple of tensors (``qkv.unbind(0)``, ``x.chunk(3, -1)``)
@@ -325,10 +347,26 @@ def _function_step(
             family = Function
     if family is Scale:
         data = _scaled_operand(node, sizes)
+        if data is None and _is_product_of_two_activations(node, sizes):
+            return _template(Mul, node)
         if data is None:
             return _template(Unknown, node)
         return _template(Scale, node, data_input=node.all_input_nodes.index(data))
     return _template(family or Unknown, node)
+
+
+MULTIPLICATIONS = frozenset({operator.mul, operator.imul, torch.mul, torch.multiply, "mul", "mul_", "__mul__"})
+
+
+def _is_product_of_two_activations(node: fx.Node, sizes: set[fx.Node]) -> bool:
+    """``x * g`` with two different activations as operands (not constants, parameters or sizes;
+    ``x * x`` is a square, not a product of two signals, and stays refused)."""
+    if node.target not in MULTIPLICATIONS:
+        return False
+    operands: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), operands.append)
+    distinct = len(operands) == 2 and operands[0] is not operands[1]
+    return distinct and all(a not in sizes and a.op != "get_attr" for a in operands)
 
 
 def _scaled_operand(node: fx.Node, sizes: set[fx.Node]) -> fx.Node | None:
