@@ -326,7 +326,7 @@ LAYER_TYPE_GROUPS: dict[str, tuple[str, ...]] = {
 
 FUNCTION_FAMILIES = (
     "Add", "Cat", "Reshape", "Scale", "Route", "Activation", "MaxPooling", "AvgPooling", "MatMul", "Softmax",
-    "Mul",
+    "Mul", "LayerNormFunction",
 )
 """Families of functional operations in traced models (``out += identity`` is an ``Add``); they
 are classes of ``lrp_tasks.engine`` and select steps like layer types do."""

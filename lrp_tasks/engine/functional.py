@@ -37,12 +37,14 @@ from torch import Tensor, nn
 from .rules import (
     GateRule,
     GradientRule,
+    LayerNormRule,
     LRPRule,
     PassRule,
     SoftmaxRule,
     StopRule,
     UniformRule,
     ZeroRule,
+    layer_norm_relevance,
     stabilize,
 )
 
@@ -390,18 +392,28 @@ class MatMul(FunctionStep):
     def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
         if not isinstance(rule, UniformRule):
             return super().relevance(rule, record, relevance)
-        carriers = [i for i, leaf in enumerate(record.leaves) if leaf is not None]
-        if rule.softmax_constant:
-            carriers = [i for i in carriers if i not in self.softmax_inputs]
-        shares: list[Tensor | None] = [None] * len(record.inputs)
-        if not carriers:
-            return shares
-        s = relevance / stabilize(record.output, rule.stabilizer)
-        grads = record.vjp(s)
-        for i in carriers:
-            g = grads[i]
-            shares[i] = None if g is None else g * record.inputs[i] / len(carriers)
+        constants = self.softmax_inputs if rule.softmax_constant else frozenset()
+        return uniform_shares(record, relevance, rule.stabilizer, constants)
+
+
+def uniform_shares(
+    record: FunctionRecord,
+    relevance: Tensor,
+    stabilizer: float,
+    constants: frozenset[int] | set[int],
+    split: bool = True,
+) -> list[Tensor | None]:
+    """The ε-rule of a product, ``x_i ⊙ J_iᵀ (R / stab(y))`` for each operand that carries relevance and
+    is not in `constants`, divided by their number when `split` (AttnLRP's uniform rule)."""
+    carriers = [i for i, leaf in enumerate(record.leaves) if leaf is not None and i not in constants]
+    shares: list[Tensor | None] = [None] * len(record.inputs)
+    if not carriers:
         return shares
+    grads = record.vjp(relevance / stabilize(record.output, stabilizer))
+    for i in carriers:
+        g = grads[i]
+        shares[i] = None if g is None else g * record.inputs[i] / (len(carriers) if split else 1)
+    return shares
 
 
 class Softmax(FunctionStep):
@@ -439,13 +451,14 @@ class Softmax(FunctionStep):
         return shares
 
 
-class Mul(MatMul):
+class Mul(FunctionStep):
     """An element-wise product of two activations (``x * scale`` in squeeze-and-excitation, gated
     MLPs; a product with a constant or a parameter is :class:`Scale`). By default the gate — the
     operand computed through a sigmoid or hard sigmoid (`gate_inputs`, set when the plan is built) —
     is held constant (:class:`~.rules.GateRule`); without one, AttnLRP's uniform split
     (:class:`~.rules.UniformRule`)."""
 
+    pass_compatible = False
     bilinear = True
     elementwise_product = True
 
@@ -457,6 +470,8 @@ class Mul(MatMul):
         return GateRule(stabilizer) if self.gate_inputs else UniformRule(stabilizer)
 
     def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        if isinstance(rule, UniformRule):
+            return uniform_shares(record, relevance, rule.stabilizer, frozenset())
         if not isinstance(rule, GateRule):
             return super().relevance(rule, record, relevance)
         gates = {rule.gate} if rule.gate is not None else set(self.gate_inputs)
@@ -465,14 +480,39 @@ class Mul(MatMul):
                 f"GateRule on {self.function_name}: no operand is computed through a sigmoid or hard sigmoid; "
                 "name the gate with GateRule(gate=0 or 1)"
             )
+        return uniform_shares(record, relevance, rule.stabilizer, gates, split=False)
+
+
+class LayerNormFunction(FunctionStep):
+    """``F.layer_norm`` called by a model's own code (ConvNeXt's and timm's LayerNorm2d, which permute
+    channels last first): :class:`~.rules.LayerNormRule` by default, over the normalized shape's
+    dimensions, as for an ``nn.LayerNorm`` module."""
+
+    pass_compatible = False
+    layernorm = True
+
+    def default_rule(self, stabilizer: float) -> LRPRule:
+        return LayerNormRule(stabilizer=stabilizer or 1e-9)
+
+    @property
+    def normalized_ndim(self) -> int:
+        shape = self.kwargs.get("normalized_shape", self.args[1] if len(self.args) > 1 else None)
+        if isinstance(shape, int):
+            return 1
+        if isinstance(shape, (tuple, list)):
+            return len(shape)
+        raise ValueError(f"{self.function_name}: the normalized shape must be given as numbers, got {shape!r}")
+
+    def needs_graph(self, rule: LRPRule) -> bool:
+        return not isinstance(rule, (LayerNormRule, PassRule))
+
+    def relevance(self, rule: LRPRule, record: FunctionRecord, relevance: Tensor) -> list[Tensor | None]:
+        if not isinstance(rule, LayerNormRule):
+            return super().relevance(rule, record, relevance)
         shares: list[Tensor | None] = [None] * len(record.inputs)
-        carriers = [i for i, leaf in enumerate(record.leaves) if leaf is not None and i not in gates]
-        if not carriers:
-            return shares
-        grads = record.vjp(relevance / stabilize(record.output, rule.stabilizer))
-        for i in carriers:
-            g = grads[i]
-            shares[i] = None if g is None else g * record.inputs[i]
+        shares[self.data_input] = layer_norm_relevance(
+            record.inputs[self.data_input].detach(), relevance, self.normalized_ndim, rule
+        )
         return shares
 
 
@@ -483,6 +523,8 @@ TRANSFORMER_FAMILIES: dict[Callable[..., Any], type[FunctionStep]] = {
     torch.einsum: MatMul,
     F.softmax: Softmax,
     torch.softmax: Softmax,
+    F.layer_norm: LayerNormFunction,
+    torch.layer_norm: LayerNormFunction,
 }
 TRANSFORMER_METHODS: dict[str, type[FunctionStep]] = {
     "matmul": MatMul,
@@ -497,7 +539,7 @@ TRANSFORMER_METHODS: dict[str, type[FunctionStep]] = {
 }
 FUNCTION_FAMILIES.update(TRANSFORMER_FAMILIES)
 METHOD_FAMILIES.update(TRANSFORMER_METHODS)
-FAMILIES = (*FAMILIES, MatMul, Softmax, Mul)
+FAMILIES = (*FAMILIES, MatMul, Softmax, LayerNormFunction, Mul)
 
 
 # In-place forms are run out of place so recorded activations are never overwritten.
@@ -525,11 +567,21 @@ def _first_ref(template: Any) -> int | None:
     return None
 
 
+#: functions of other libraries, by module and name (never imported here), that are the identity in
+#: eval mode like dropout: torchvision's stochastic depth (ConvNeXt, EfficientNet), traced as a call
+DROPOUT_LIKE_FUNCTIONS = frozenset({("torchvision.ops.stochastic_depth", "stochastic_depth")})
+
+
 def family_of(op: str, target: Any) -> type[FunctionStep] | None:
     """Family of a call_function target or call_method name; None when unsupported."""
     if op == "call_method":
         return METHOD_FAMILIES.get(target)
-    return FUNCTION_FAMILIES.get(target)
+    family = FUNCTION_FAMILIES.get(target)
+    if family is None and (getattr(target, "__module__", None), getattr(target, "__name__", None)) in (
+        DROPOUT_LIKE_FUNCTIONS
+    ):
+        return Activation
+    return family
 
 
 def describe(op: str, target: Any) -> str:

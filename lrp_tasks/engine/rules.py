@@ -584,14 +584,18 @@ class LayerNormRule(LRPRule):
         self.stabilizer = _stabilizer(stabilizer)
 
     def is_compatible(self, layer: nn.Module) -> bool:
-        return isinstance(layer, LAYERNORM_TYPES)
+        return isinstance(layer, LAYERNORM_TYPES) or bool(getattr(layer, "layernorm", False))
 
     def relevance(self, ctx: LayerContext, relevance: Tensor) -> Tensor:
-        a = ctx.input.detach()
-        dims = tuple(range(-len(ctx.layer.normalized_shape), 0))
-        centred = a - a.mean(dim=dims, keepdim=True)
-        s = relevance / self.modify_denominator(centred)
-        return a * (s - s.mean(dim=dims, keepdim=True))
+        return layer_norm_relevance(ctx.input.detach(), relevance, len(ctx.layer.normalized_shape), self)
+
+
+def layer_norm_relevance(a: Tensor, relevance: Tensor, ndim: int, rule: LRPRule) -> Tensor:
+    """LayerNormRule over the last `ndim` dimensions of the input `a` (module or ``F.layer_norm``)."""
+    dims = tuple(range(-ndim, 0))
+    centred = a - a.mean(dim=dims, keepdim=True)
+    s = relevance / rule.modify_denominator(centred)
+    return a * (s - s.mean(dim=dims, keepdim=True))
 
 
 # -- transformers (AttnLRP, Achtibat et al. ICML 2024): rules of function families -----------------
