@@ -24,6 +24,7 @@ from lrp_tasks.audit.prepare import PreparedAudit, prepare_audit, resolve_audit
 from lrp_tasks.audit.run import run_shards
 from lrp_tasks.audit.sanity import run_efficient_mprt
 from lrp_tasks.config import AuditConfig, config_dir, load_config
+from lrp_tasks.config.roots import check_under_roots
 from lrp_tasks.report import AuditsNotComparableError, write_report
 from lrp_tasks.report.markdown import audit_statistics, compare_into_store, faithfulness_markdown, markdown_report
 from lrp_tasks.report.tables import per_class_table
@@ -202,6 +203,9 @@ def audit(
     """
     cfg, root, source, notes = audit_parameters(config, config_path, base_dir)
     trusted = trusted_code(config)  # a form's builder: the allowlist only, refused before anything is written
+    if not trusted:  # the form's paths: under the allowed roots, checked before anything is written
+        compared = None if compare_with == "previous" else compare_with
+        check_under_roots(cfg, root, base_dir=base_dir, compare_with=compared)
     for note in notes:
         get_run_logger().warning(note)
     # the output's one resolution before the store is prepared: the lock and the comparison need it

@@ -23,6 +23,7 @@ from .base import (
 )
 from .composite import CompositeSpec, EpsilonPlusFlatSpec
 from .dataset_spec import DatasetSpec, DigitsSpec, ImageFolderSpec, Preprocessing
+from .limits import capped
 from .metrics import MetricsSpec
 from .model_spec import ModelSpec
 
@@ -124,16 +125,24 @@ class StorageSpec(StrictModel):
 # -- execution ------------------------------------------------------------------------------------
 
 
+Workers = capped(PositiveInt, "ray.workers")
+CpusPerWorker = capped(PositiveFloat, "ray.cpus_per_worker")
+GpusPerWorker = capped(NonNegativeFloat, "ray.gpus_per_worker")
+ShardSize = capped(PositiveInt, "shard_size")
+BatchSize = capped(PositiveInt, "batch_size")
+Retries = capped(NonNegativeInt, "retries")
+
+
 class RaySpec(StrictModel):
     """Where shards run: ``address`` None starts a local Ray, otherwise e.g. ``ray://head:10001``."""
 
     address: NonEmptyStr | None = None
     """Ray cluster to join (``ray://head:10001``, or ``auto``); empty: a private local Ray (or $RAY_ADDRESS)."""
-    workers: PositiveInt = 1
+    workers: Workers = 1
     """Ray actors explaining shards in parallel, each loading the model once (fewer if the cluster has no room)."""
-    cpus_per_worker: PositiveFloat = 1.0
+    cpus_per_worker: CpusPerWorker = 1.0
     """CPUs reserved per worker (also its torch threads)."""
-    gpus_per_worker: NonNegativeFloat = 0.0
+    gpus_per_worker: GpusPerWorker = 0.0
     """GPUs per worker (0.5: two workers share one GPU); falls back to CPU with a warning on a cluster without GPUs."""
     shard_deadline_s: PositiveFloat | None = None
     """Longest one shard may run on a worker before it is retried on another and the worker replaced;
@@ -166,13 +175,13 @@ class AuditConfig(StrictModel):
     """Output relevance: 1 at the target class (``one-hot``) or the target's logit (``logit``)."""
     storage: StorageSpec = StorageSpec()
     """What is kept per sample besides the input relevance: precision, inputs, layerwise relevances, CRP."""
-    shard_size: PositiveInt = 256
+    shard_size: ShardSize = 256
     """Samples per shard: the unit of work, of commit and of resumption."""
     ray: RaySpec = RaySpec()
     """Where shards run: a private local Ray or a cluster, how many workers, CPUs/GPUs each."""
-    retries: NonNegativeInt = 2
+    retries: Retries = 2
     """Retries of a shard whose worker died before the audit fails naming it."""
-    batch_size: PositiveInt = 64
+    batch_size: BatchSize = 64
     """Samples per forward/backward pass inside a shard (memory vs speed)."""
     metrics: MetricsSpec = MetricsSpec()
     """Faithfulness metrics computed per sample and the model-randomisation sanity check (off unless asked)."""

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Float, NonEmptyStr, NonNegativeFloat, PositiveFloat, PositiveInt, Size, StrictModel
+from .limits import capped
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 IgnoreLabel = Annotated[int | None, Field(strict=True, exclude_if=lambda value: value is None)]
@@ -27,7 +28,7 @@ class DigitsSpec(StrictModel):
     kind: Literal["digits"]
     split: Literal["all", "train", "test"] = "all"
     """``all`` 1797 images, or the stratified 80/20 ``train``/``test`` split the demo model was trained with."""
-    repeat: PositiveInt = 1
+    repeat: capped(PositiveInt, "dataset.repeat") = 1
     """Tile the split this many times (benchmarks); copies after the first get pixel noise."""
     jitter: NonNegativeFloat = 0.05
     """Standard deviation of the Gaussian pixel noise of the repeated copies."""

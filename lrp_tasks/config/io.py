@@ -217,6 +217,18 @@ def _dataset_files(spec: Any) -> dict[str, tuple[str, str]]:
     return {}
 
 
+def local_paths(cfg: AuditConfig) -> dict[str, str]:
+    """Every path the config reads or writes, by dotted field (URLs included: the caller decides)."""
+    paths = {f"model.{key}": path for key, path in model_files(cfg.model).items()}
+    paths.update({f"dataset.{key}": path for key, (path, _) in _dataset_files(cfg.dataset).items()})
+    if isinstance(cfg.model, BuilderModelSpec) and cfg.model.module_dir is not None:
+        paths["model.module_dir"] = cfg.model.module_dir
+    if isinstance(cfg.dataset, ZarrSpec) and is_url(cfg.dataset.path):
+        paths["dataset.path"] = cfg.dataset.path
+    paths["output"] = cfg.output
+    return paths
+
+
 def check_files(cfg: AuditConfig, *, root: str | Path | None = None, source: str = "<config>") -> None:
     """Raise ``ConfigError`` naming every local file or folder the config needs that is missing."""
     wanted = {f"model.{key}": (path, "file") for key, path in model_files(cfg.model).items()}

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from .base import NonNegativeInt, PositiveInt, StrictModel
+from .limits import capped
 
 Order = Literal["morf", "lerf", "random"]
 Baseline = Literal["black", "mean", "uniform"]
@@ -71,7 +72,9 @@ class MetricsSpec(StrictModel):
     """Pixel flipping curves and AOPC per explanation (off when absent)."""
     efficient_mprt: EfficientMPRTSpec | None = None
     """Efficient MPRT model-randomisation sanity check, once per audit (off when absent)."""
-    batch_size: PositiveInt = Field(1024, description="perturbed inputs per forward pass on the worker")
+    batch_size: capped(PositiveInt, "metrics.batch_size") = Field(
+        1024, description="perturbed inputs per forward pass on the worker"
+    )
 
     @property
     def perturbation_enabled(self) -> bool:

@@ -105,6 +105,7 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
     env = prefect_env(
         tmp_path / "prefect-home", api_url,
         LRP_AUDIT_HOME=str(ROOT),  # the pull step's project directory (default /app, the image)
+        LRP_AUDIT_ALLOWED_ROOTS=str(tmp_path),  # the form's output lies outside the project: allowed here
         RAY_TMPDIR=str(ray_tmp),
         PREFECT_WORKER_QUERY_SECONDS="2",
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",

@@ -4,6 +4,7 @@ file on the worker may name a module beside it; the standard library is refused 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import yaml
 from flows.audit import audit, config_from_file, trusted_code
 from lrp_tasks.audit.prepare import prepare_audit
 from lrp_tasks.config import ConfigError, load_config, parse_config
-from tests.digits_audit import digits_audit_config
+from lrp_tasks.config.roots import ROOTS_ENV
+from tests.digits_audit import ROOT, digits_audit_config
 
 from .audit_helpers import result_json, run_cli
 
@@ -38,6 +40,7 @@ def evil_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     code.mkdir()
     (code / f"{EVIL_MODULE}.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef build(): pass\n")
     monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setenv(ROOTS_ENV, os.pathsep.join([str(tmp_path), str(ROOT)]))  # the form's paths are allowed
     return marker
 
 

@@ -16,6 +16,7 @@ from flows.cli import main
 from flows.compare import CompareWithError, config_tag, run_store
 from flows.progress import add_stage_listener, remove_stage_listener
 from lrp_tasks.config import parse_config
+from lrp_tasks.config.roots import ROOTS_ENV
 from lrp_tasks.report.document import COMPARISON_DIR
 from tests.digits_audit import digits_audit_config
 from tests.report.demo_audits import write_demo_audit
@@ -35,6 +36,12 @@ def _artifact(key: str) -> str:
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
         )
     return str(found[0].data)
+
+
+@pytest.fixture(autouse=True)
+def _form_may_use_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These in-process ``audit(config=...)`` calls are form runs: their tmp outputs are allowed roots."""
+    monkeypatch.setenv(ROOTS_ENV, str(tmp_path))
 
 
 def test_flow_writes_report_and_compares_with_a_given_audit(tmp_path: Path, capsys) -> None:
