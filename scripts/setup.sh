@@ -81,7 +81,7 @@ if [ "$WITH_LXT" = 1 ]; then
   fi
   if [ "$(uname -m)" = "aarch64" ]; then TV="torch==2.9.1 torchvision==0.24.1"; else TV="torch==2.14.1 torchvision==0.29.1"; fi
   # shellcheck disable=SC2086
-  .venv-lxt/bin/python -m pip install -q $TV transformers==4.52.4 'lxt==2.1.*' numpy
+  .venv-lxt/bin/python -m pip install -q $TV transformers==4.52.4 'lxt==2.1.*' timm==1.0.31 numpy
   .venv-lxt/bin/python -m pip install -q --no-deps --ignore-requires-python zennit==1.0.0
 fi
 echo "set-up done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -24,3 +24,13 @@ def test_cp_lrp_on_torchvision_vit_matches_lxt():
     for row in rows:
         assert row["err"] < TOLERANCE[row["dtype"]], row
         assert row["vit_structure_err"] < TOLERANCE[row["dtype"]], row
+
+
+@pytest.mark.integration
+def test_timm_s_own_vision_transformer_equals_the_in_repo_timm_structure():
+    """timm's library class (in .venv-lxt, where timm is installed) — not covered by LXT (LXT #31) —
+    gives the relevance of the in-repo timm structure holding its weights (float64)."""
+    rows = run_json_lines("lxt", Path(__file__).with_name("timm_real.py"), timeout=600)
+    assert {r["composite"] for r in rows} == {"AttnLRP", "CPLRP", "EpsilonPlusFlat"}
+    for row in rows:
+        assert row["logits"] < 1e-12 and row["err"] < 1e-9, row

@@ -163,9 +163,9 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
                             [PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"],
                             env, worker_dir, tmp_path / "worker.log")
         procs.append(worker)
-        def run_once() -> str:
+        def start_run(config: dict[str, Any]) -> dict[str, Any]:
             nonlocal flow_run_id
-            triggered = run_cli(["deployment", "run", DEPLOYMENT, "--params", json.dumps({"config": cfg})],
+            triggered = run_cli(["deployment", "run", DEPLOYMENT, "--params", json.dumps({"config": config})],
                                 env, tmp_path)
             found = UUID.search(triggered)
             assert found, f"no flow run id in the output of `prefect deployment run`:\n{triggered}"
@@ -175,8 +175,11 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
                 run = _api(client, "GET", f"/flow_runs/{flow_run_id}")
                 return run if run["state"] and run["state"]["type"] in TERMINAL else None
 
-            run = _wait(f"flow run {flow_run_id} to finish", finished, RUN_TIMEOUT, interval=2,
-                        alive=(server, worker))
+            return _wait(f"flow run {flow_run_id} to finish", finished, RUN_TIMEOUT, interval=2,
+                         alive=(server, worker))
+
+        def run_once() -> str:
+            run = start_run(cfg)
             assert run["state"]["type"] == "COMPLETED", (
                 f"flow run ended {run['state']['type']}: {run['state']['message']}")
             # the deployment's default config_path is still set: the typed config won over it
@@ -205,6 +208,19 @@ def test_nightly_digits_deployment_runs_through_a_worker(tmp_path: Path) -> None
         assert meta["audit_a"]["path"] == str(output / "runs" / first)
         assert meta["summary"]["samples_compared"] == n_samples and meta["summary"]["predictions_changed"] == 0
         assert meta["summary"]["cosine_min"] > 1 - 1e-6  # same model, same data: nothing changed
+
+        # -- issue 24: what the form may not do, through the real deployment: a builder off the
+        # allowlist never runs, an output outside the allowed roots is never created
+        marker = tmp_path / "marker"
+        hostile = {**cfg, "output": str(tmp_path / "hostile"),
+                   "model": {"kind": "builder", "builder": "os:system", "kwargs": {"command": f"touch {marker}"}}}
+        run = start_run(hostile)
+        assert run["state"]["type"] == "FAILED" and "'os:system' is refused" in run["state"]["message"], run["state"]
+        assert not marker.exists() and not (tmp_path / "hostile").exists()
+        outside = tmp_path.parent / f"{tmp_path.name}-outside"
+        run = start_run({**cfg, "output": str(outside)})
+        assert run["state"]["type"] == "FAILED" and "outside the allowed roots" in run["state"]["message"], run["state"]
+        assert not outside.exists()
     except BaseException:
         print(f"\n===== failure: logs (API {api_url}, flow run {flow_run_id or '-'}) =====")
         for proc in procs:
