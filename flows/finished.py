@@ -5,9 +5,9 @@ was made from (the preparation's identity checks), has nothing to explain: start
 the flow engine and a Ray cluster only to skip every shard took 29 s on the demo. When nothing else is
 due either — no ``--fresh``, no comparison, the eMPRT check (when configured) recorded for this
 config, SpRAy results (when configured) current — the run re-checks the committed shards (presence
-and sizes, as the flow does), rewrites the report, prints the flow's result and stops. Anything else goes through the flow as before.
-``LRP_AUDIT_ALWAYS_FLOW=1`` turns this off (benchmarks/pipeline.py measures both). Neither Prefect nor
-Ray is imported here."""
+and sizes, as the flow does), rewrites the report, prints the flow's result and stops. Anything else
+goes through the flow as before. ``LRP_AUDIT_ALWAYS_FLOW=1`` turns this off (benchmarks/rerun.py
+measures both). Neither Prefect nor Ray is imported here."""
 
 from __future__ import annotations
 
