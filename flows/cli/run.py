@@ -8,11 +8,14 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.cli.environment import DASHBOARD_ENV, quiet_defaults
 from flows.interrupt import RunInterrupted, interruption_signal, stop_on_signals
 from lrp_tasks.config import AuditConfig, apply_overrides, config_dir, load_config
+
+if TYPE_CHECKING:
+    from lrp_tasks.audit.prepare import Preparation
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -47,13 +50,23 @@ STARTING = "lrp-audit: checked in {seconds:.1f} s; starting the Prefect server a
 def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     from flows.temporary_server import start_in_background
 
-    cfg = _run_config(args)  # every check, before any Prefect server or Ray starts
+    cfg, preparation = _run_config(args)  # every check, before any Prefect server or Ray starts
+    from flows.console import rates_line
+    from flows.finished import finished_result
+
+    finished = finished_result(preparation, args)
+    if finished is not None:  # nothing to explain and nothing else due: no Prefect server, no Ray
+        ended = time.perf_counter()
+        finished["phase_seconds"]["command_total"] = ended - began
+        print(json.dumps(finished, indent=2, default=str))
+        print(rates_line(finished, ended - began) + " (no Prefect server or Ray started)", file=sys.stderr)
+        return 0
     print(STARTING.format(seconds=time.perf_counter() - began), file=sys.stderr, flush=True)
     server = start_in_background()  # meanwhile Prefect's flow engine, Ray and the flow are imported
     from flows import progress
     from flows.audit import audit, config_from_file
     from flows.cli.failures import quiet_console
-    from flows.console import progress_display, rates_line
+    from flows.console import progress_display
 
     quiet_console()  # Prefect's tracebacks of a failed run go to the log file; the command prints one line
 
@@ -92,7 +105,7 @@ def _run(args: argparse.Namespace, began: float, spared: set[int]) -> int:
     return 0
 
 
-def _run_config(args: argparse.Namespace) -> AuditConfig:
+def _run_config(args: argparse.Namespace) -> tuple[AuditConfig, Preparation]:
     """The config file with the command line's overrides, validated together, then every check of
     the run (files, model, one sample) before any Prefect server or Ray starts."""
     from lrp_tasks.audit.prepare import prepare_audit
@@ -100,14 +113,14 @@ def _run_config(args: argparse.Namespace) -> AuditConfig:
     cfg = apply_overrides(load_config(args.config), _overrides(args), source=f"{args.config} (command line)")
     # a foreign directory or a store another run holds is refused before the model loads; the model
     # loaded here is handed over to the flow's store preparation (keep=True): one load in the driver
-    prepare_audit(
+    preparation = prepare_audit(
         cfg,
         root=config_dir(args.config),
         source=args.config,
         keep=True,
         before_load=lambda resolved: _check_output_is_free(resolved.output),
     )
-    return cfg
+    return cfg, preparation
 
 
 def _check_output_is_free(output: str) -> None:

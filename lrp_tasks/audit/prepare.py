@@ -186,28 +186,42 @@ def _check_dtype_holds(dtype: str, probe: ProbeResult) -> None:
         )
 
 
+def resume_counts(preparation: Preparation) -> tuple[int, int] | None:
+    """(committed, planned) shards of the store the run would resume, read-only; None when the run
+    would create or refuse it (see :func:`store_outcome`)."""
+    outcome = _store_state(preparation)
+    return outcome[1] if isinstance(outcome[1], tuple) else None
+
+
 def store_outcome(preparation: Preparation) -> str:
     """What ``run`` would do with the output, read-only: created, resumed (with what is committed) or
     refused (and why). Same checks as the store's resume, without taking its lock or writing."""
+    text, counts = _store_state(preparation)
+    if isinstance(counts, tuple):
+        return f"{text} ({counts[0]} of {counts[1]} shards committed)"
+    return text
+
+
+def _store_state(preparation: Preparation) -> tuple[str, tuple[int, int] | None]:
     output, spec = preparation.config.output, preparation.spec
     if "://" in output:
-        return f"{output}: a remote store, checked when the run opens it"
+        return f"{output}: a remote store, checked when the run opens it", None
     if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
-        return f"would be created: {output}"
+        return f"would be created: {output}", None
     if not is_audit_dir(output):
-        return f"refused: {output} is not empty and not an audit store (nothing in it would be touched)"
+        return f"refused: {output} is not empty and not an audit store (nothing in it would be touched)", None
     layout = AuditLayout(output)
     try:
         stored = read_group_attrs(layout.zarr_path)
     except (FileNotFoundError, KeyError, ValueError):
-        return f"would be created: {output} (an audit directory without a store yet)"
+        return f"would be created: {output} (an audit directory without a store yet)", None
     try:
         _check_compatible(output, stored, _adopt_chunk_size(stored, spec))
     except ConfigMismatchError as exc:
-        return f"refused: {exc} (run with --fresh to replace it)"
+        return f"refused: {exc} (run with --fresh to replace it)", None
     committed = len(open_audit(output).committed_shards)
     total = -(-spec.n_samples // spec.shard_size)
-    return f"would be resumed: {output} ({committed} of {total} shards committed)"
+    return f"would be resumed: {output}", (committed, total)
 
 
 def estimate_seconds(preparation: Preparation, batch_size: int | None = None) -> tuple[float, int]:
